@@ -1,0 +1,222 @@
+"""kafka-python driver: one operation per process, see common.py."""
+
+import sys
+import threading
+import time
+
+from common import Skip, deadline, enc, record_out, remaining, run, stable_split
+
+import kafka
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
+
+CODECS = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
+
+
+def common_conf(req):
+    return {"bootstrap_servers": req["bootstrap"], "request_timeout_ms": 10000,
+            "client_id": "klamm-compat-kafka-python"}
+
+
+def probe(req):
+    return {"version": kafka.__version__}
+
+
+def admin(req):
+    return KafkaAdminClient(**common_conf(req))
+
+
+def list_topics(req):
+    a = admin(req)
+    try:
+        cluster = a.describe_cluster()
+        brokers = [{"id": b.get("broker_id", b.get("node_id")), "host": b["host"], "port": b["port"]}
+                   for b in cluster["brokers"]]
+        topics = {}
+        for t in a.describe_topics():
+            topics[t["name"]] = {"partitions": len(t["partitions"]), "error": t.get("error_code") or None}
+        return {"brokers": brokers, "topics": topics}
+    finally:
+        a.close()
+
+
+def topic_metadata(req):
+    # The producer asks for this topic only, which lets the broker auto-create it.
+    p = KafkaProducer(max_block_ms=int(remaining(deadline(req)) * 1000), enable_idempotence=False,
+                      **common_conf(req))
+    try:
+        return {"partitions": len(p.partitions_for(req["topic"]))}
+    finally:
+        p.close(timeout=5)
+
+
+def create_topic(req):
+    a = admin(req)
+    try:
+        a.create_topics({req["topic"]: {"num_partitions": req["partitions"], "replication_factor": 1}})
+        return {}
+    finally:
+        a.close()
+
+
+def delete_topic(req):
+    a = admin(req)
+    try:
+        a.delete_topics([req["topic"]])
+        return {}
+    finally:
+        a.close()
+
+
+def producer(req):
+    codec = req.get("codec") or "none"
+    if codec != "none" and not CODECS[codec]():
+        raise Skip("kafka-python has no %s library installed" % codec)
+    conf = dict(common_conf(req), linger_ms=20, acks="all",
+                compression_type=None if codec == "none" else codec,
+                enable_idempotence=bool(req.get("idempotent")))
+    if req.get("idempotent"):
+        conf.pop("acks")  # explicit acks would conflict with idempotence checks
+    return KafkaProducer(**conf)
+
+
+def produce(req):
+    until = deadline(req)
+    p = producer(req)
+    try:
+        futures = []
+        for r in req["records"]:
+            futures.append(p.send(
+                req["topic"], value=enc(r["value"]), key=enc(r["key"]),
+                headers=[(k, enc(v)) for k, v in r["headers"]],
+                partition=r.get("partition"), timestamp_ms=r.get("timestamp")))
+        p.flush(timeout=remaining(until))
+        out = []
+        for f in futures:
+            md = f.get(timeout=remaining(until))
+            out.append([md.partition, md.offset])
+        return {"offsets": out, "timestamps_set": True}
+    finally:
+        p.close(timeout=5)
+
+
+def plain_consumer(req, **extra):
+    return KafkaConsumer(group_id=None, enable_auto_commit=False, **common_conf(req), **extra)
+
+
+def consume(req):
+    until = deadline(req)
+    c = plain_consumer(req)
+    try:
+        tp = TopicPartition(req["topic"], req["partition"])
+        c.assign([tp])
+        c.seek(tp, req["offset"])
+        out = []
+        while len(out) < req["count"] and time.monotonic() < until:
+            for recs in c.poll(timeout_ms=500).values():
+                for m in recs:
+                    out.append(record_out(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp))
+        return {"records": out[:req["count"]]}
+    finally:
+        c.close()
+
+
+def list_offsets(req):
+    c = plain_consumer(req)
+    try:
+        tp = TopicPartition(req["topic"], req["partition"])
+        return {"earliest": c.beginning_offsets([tp])[tp], "latest": c.end_offsets([tp])[tp]}
+    finally:
+        c.close()
+
+
+def group_member(req):
+    return KafkaConsumer(group_id=req["group"], enable_auto_commit=False, auto_offset_reset="earliest",
+                         **common_conf(req))
+
+
+def group_split(req):
+    """Two members share the topic; records are produced once both hold a
+    disjoint part of it; every record must arrive exactly once; offsets are
+    committed before leaving."""
+    until = deadline(req)
+    topic, want = req["topic"], len(req["records"])
+    members = [group_member(req) for _ in range(2)]
+    got = [[] for _ in members]
+    stop = threading.Event()
+    errors = []
+
+    def loop(i, c):
+        try:
+            c.subscribe([topic])
+            while not stop.is_set():
+                for recs in c.poll(timeout_ms=200).values():
+                    for m in recs:
+                        got[i].append(record_out(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp))
+            c.commit()
+        except Exception as e:
+            errors.append("member %d: %s: %s" % (i, type(e).__name__, e))
+
+    threads = [threading.Thread(target=loop, args=(i, c), daemon=True) for i, c in enumerate(members)]
+    for t in threads:
+        t.start()
+    try:
+        parts = list(range(req["partitions"]))
+        stable_since = None
+        while time.monotonic() < until and not errors:
+            split = [sorted(tp.partition for tp in c.assignment()) for c in members]
+            if stable_split(split, parts):
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since > 1.0:
+                    break
+            else:
+                stable_since = None
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("members never split the partitions: %s %s" % (
+                [sorted(tp.partition for tp in c.assignment()) for c in members], errors))
+        produce(dict(req, op="produce", timeout=remaining(until)))
+        while sum(len(g) for g in got) < want and time.monotonic() < until and not errors:
+            time.sleep(0.1)
+        split = [sorted(tp.partition for tp in c.assignment()) for c in members]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=remaining(until))
+        for c in members:
+            c.close(autocommit=False)
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return {"members": [{"partitions": split[i], "records": got[i]} for i in range(2)]}
+
+
+def group_resume(req):
+    """A fresh member of the group must start at the committed offsets."""
+    until = deadline(req)
+    c = group_member(req)
+    try:
+        c.subscribe([req["topic"]])
+        out = []
+        quiet_until = None
+        while time.monotonic() < until:
+            for recs in c.poll(timeout_ms=200).values():
+                for m in recs:
+                    out.append(record_out(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp))
+            if len(out) >= req["count"]:
+                # keep polling briefly so redelivered old records would show up
+                quiet_until = quiet_until or time.monotonic() + req.get("linger", 2)
+                if time.monotonic() > quiet_until:
+                    break
+        c.commit()
+        return {"records": out}
+    finally:
+        c.close(autocommit=False)
+
+
+if __name__ == "__main__":
+    sys.exit(run({
+        "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
+        "create_topic": create_topic, "delete_topic": delete_topic, "produce": produce,
+        "consume": consume, "list_offsets": list_offsets,
+        "group_split": group_split, "group_resume": group_resume,
+    }))

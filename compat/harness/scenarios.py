@@ -1,0 +1,272 @@
+"""The scenarios every client goes through, written once against the driver
+operations (see drivers/common.py)."""
+
+import re
+import signal
+import time
+
+from harness import clients
+from harness.records import compare, json_lines, mixed_records, now_ms
+
+# Auto-created topics get this many partitions (the runner sets num.partitions).
+AUTO_PARTITIONS = 2
+# Longest a single driver operation may take unless the scenario has less left.
+OP_TIMEOUT = 30.0
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+class Fail(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+class Ctx:
+    """One client inside one scenario: runs operations within the scenario's
+    time budget and remembers what that client wrote, for later re-reads."""
+
+    def __init__(self, client, scenario, broker, memory, budget):
+        self.client, self.scenario, self.broker = client, scenario, broker
+        self.written = memory.setdefault(client, {})  # topic -> partition -> [records]
+        self.until = time.monotonic() + budget
+
+    def topic(self, suffix=""):
+        name = "%s-%s%s" % (self.scenario, self.client, suffix)
+        return re.sub(r"[^A-Za-z0-9-]", "-", name)
+
+    def op(self, name, timeout=OP_TIMEOUT, **req):
+        left = self.until - time.monotonic()
+        if left < 1:
+            raise Fail("scenario timed out before %s" % name)
+        req["bootstrap"] = self.broker.bootstrap
+        try:
+            return clients.call(self.client, name, req, timeout=min(timeout, left))
+        except clients.OpSkip as e:
+            raise Skip(str(e))
+        except clients.OpError as e:
+            raise Fail(str(e))
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+# ---- building blocks --------------------------------------------------------
+
+def produce(ctx, topic, records, codec="none", idempotent=False):
+    """Produce and return the records annotated with where they landed.
+    Offsets the client reports must continue the partition's log exactly."""
+    t0 = now_ms()
+    res = ctx.op("produce", topic=topic, records=records, codec=codec, idempotent=idempotent)
+    t1 = now_ms()
+    offsets = res["offsets"]
+    check(len(offsets) == len(records), "produce returned %d offsets for %d records" % (len(offsets), len(records)))
+    log = ctx.written.setdefault(topic, {})
+    placed = []
+    for r, where in zip(records, offsets):
+        r = dict(r)
+        if not res.get("timestamps_set") or r["timestamp"] is None:
+            r["ts_window"] = [t0, t1]
+        if where is not None:
+            partition, offset = where
+            check(r["partition"] in (None, partition),
+                  "record for partition %s was acknowledged on partition %s" % (r["partition"], partition))
+            expected = len(log.get(partition, []))
+            check(offset == expected, "partition %d: acknowledged offset %s, expected %d (log end)"
+                  % (partition, offset, expected))
+            r["partition"], r["offset"] = partition, offset
+            log.setdefault(partition, []).append(r)
+        placed.append(r)
+    return placed
+
+
+def verify(ctx, topic, label=None):
+    """Read every partition this client wrote to `topic` from offset 0 and
+    compare with what was acknowledged."""
+    problems = []
+    for partition, expected in sorted(ctx.written.get(topic, {}).items()):
+        got = ctx.op("consume", topic=topic, partition=partition, offset=0, count=len(expected))["records"]
+        problems += compare(expected, got, "%s[%d]" % (label or topic, partition))
+    if problems:
+        raise Fail("\n".join(problems))
+
+
+def read_all(ctx, topic, partitions):
+    """Everything in the topic, per partition, bounded by ListOffsets."""
+    out = {}
+    for p in range(partitions):
+        offs = ctx.op("list_offsets", topic=topic, partition=p)
+        out[p] = ctx.op("consume", topic=topic, partition=p, offset=offs["earliest"],
+                        count=offs["latest"] - offs["earliest"])["records"] if offs["latest"] else []
+    return out
+
+
+# ---- scenarios --------------------------------------------------------------
+
+def metadata(ctx):
+    md = ctx.op("list_topics")
+    brokers = [(b["host"], b["port"]) for b in md["brokers"]]
+    check(brokers == [("127.0.0.1", ctx.broker.port)],
+          "brokers in metadata: %s, expected exactly [('127.0.0.1', %d)]" % (brokers, ctx.broker.port))
+    topic = ctx.topic()
+    parts = ctx.op("topic_metadata", topic=topic)["partitions"]
+    check(parts == AUTO_PARTITIONS, "auto-created %s has %d partitions, expected %d (num.partitions)"
+          % (topic, parts, AUTO_PARTITIONS))
+    listed = ctx.op("list_topics")["topics"].get(topic)
+    check(listed is not None, "auto-created %s missing from the topic list" % topic)
+    check(listed["partitions"] == AUTO_PARTITIONS and not listed["error"],
+          "topic list entry for %s: %s" % (topic, listed))
+
+
+def create(ctx):
+    topic = ctx.topic()
+    ctx.op("create_topic", topic=topic, partitions=3)
+    listed = ctx.op("list_topics")["topics"].get(topic)
+    check(listed is not None and listed["partitions"] == 3, "created %s listed as %s, expected 3 partitions"
+          % (topic, listed))
+    try:
+        ctx.op("create_topic", topic=topic, partitions=3)
+    except Fail as e:
+        check(re.search(r"already.?exist", str(e), re.I),
+              "creating an existing topic failed with an unexpected error: %s" % e)
+    else:
+        raise Fail("creating %s a second time succeeded; expected TOPIC_ALREADY_EXISTS" % topic)
+    produce(ctx, topic, mixed_records("create", partitions=3)[:6])
+    verify(ctx, topic)
+
+
+def produce_with(codec):
+    def scenario(ctx):
+        topic = ctx.topic()
+        produce(ctx, topic, mixed_records(codec, AUTO_PARTITIONS), codec=codec)
+        verify(ctx, topic)
+    scenario.__name__ = "produce_" + codec
+    return scenario
+
+
+def offset(ctx):
+    topic = ctx.topic()
+    placed = produce(ctx, topic, [dict(r, partition=0) for r in mixed_records("offset")[:10]])
+    offs = ctx.op("list_offsets", topic=topic, partition=0)
+    check(offs == {"earliest": 0, "latest": 10}, "ListOffsets on [0]: %s, expected earliest 0, latest 10" % offs)
+    got = ctx.op("consume", topic=topic, partition=0, offset=6, count=4)["records"]
+    problems = compare(placed[6:], got, "%s[0] from offset 6" % topic)
+    if problems:
+        raise Fail("\n".join(problems))
+    offs = ctx.op("list_offsets", topic=topic, partition=1)
+    check(offs == {"earliest": 0, "latest": 0}, "ListOffsets on empty [1]: %s, expected 0/0" % offs)
+
+
+def quickstart(ctx):
+    """Produce a few JSON lines the way the Kafka quick-start does (no key,
+    no partition, client-chosen timestamps) and read the topic from the start."""
+    topic = ctx.topic().replace("quickstart", "MyFirstKafkaTopic")
+    sent = produce(ctx, topic, json_lines(5, ctx.client))
+    parts = ctx.op("topic_metadata", topic=topic)["partitions"]
+    got = read_all(ctx, topic, parts)
+    values = [r["value"] for p in sorted(got) for r in got[p]]
+    check(sorted(values) == sorted(r["value"] for r in sent),
+          "read back %s, expected %s" % (values, [r["value"] for r in sent]))
+    order = [r["value"] for r in sent]
+    for p, recs in got.items():
+        vals = [r["value"] for r in recs]
+        check(vals == sorted(vals, key=order.index), "partition %d out of produce order: %s" % (p, vals))
+        for r in recs:
+            check(r["key"] is None and r["headers"] == [], "unexpected key/headers: %s" % r)
+            lo, hi = sent[0]["ts_window"]
+            check(abs(r["timestamp"] - (lo + hi) / 2) < 60_000, "implausible timestamp %s" % r["timestamp"])
+    # Remember where records landed so the restart scenarios re-read them too.
+    ctx.written[topic] = {p: [dict(r, ts_window=sent[0]["ts_window"]) for r in recs]
+                          for p, recs in got.items() if recs}
+
+
+def delete(ctx):
+    topic = ctx.topic()
+    ctx.op("create_topic", topic=topic, partitions=1)
+    produce(ctx, topic, mixed_records("delete", partitions=1)[:3])
+    ctx.op("delete_topic", topic=topic)
+    ctx.written.pop(topic, None)
+    deadline = time.monotonic() + 10
+    while topic in ctx.op("list_topics")["topics"]:
+        check(time.monotonic() < deadline, "%s still listed 10s after DeleteTopics" % topic)
+        time.sleep(0.5)
+
+
+# Restart scenarios run in two phases: `before` for every client, then one
+# broker restart, then `after` for every client.
+
+def restart_before(ctx):
+    topic = ctx.topic()
+    produce(ctx, topic, mixed_records("restart", AUTO_PARTITIONS), codec="gzip")
+    verify(ctx, topic)
+
+
+def restart_after(ctx):
+    """Everything this client wrote in earlier scenarios reads back the same,
+    and appends continue the logs where they ended."""
+    for topic in sorted(ctx.written):
+        verify(ctx, topic, label=topic + " after restart")
+    topic = ctx.topic()
+    produce(ctx, topic, mixed_records("after restart", AUTO_PARTITIONS)[:4])
+    verify(ctx, topic)
+
+
+def group_before(ctx):
+    """Two members of one group split the partitions, each record is consumed
+    exactly once by the member owning its partition, and offsets are committed."""
+    topic, group = ctx.topic(), ctx.topic("-group")
+    ctx.op("topic_metadata", topic=topic)
+    recs = mixed_records("group", AUTO_PARTITIONS)[:8]
+    res = ctx.op("group_split", timeout=90, topic=topic, group=group, partitions=AUTO_PARTITIONS,
+                 records=recs)
+    members = res["members"]
+    owned = [sorted(m["partitions"]) for m in members]
+    check(all(owned) and sorted(owned[0] + owned[1]) == list(range(AUTO_PARTITIONS)),
+          "partitions not split between the two members: %s" % owned)
+    for i, m in enumerate(members):
+        stray = [r for r in m["records"] if r["partition"] not in m["partitions"]]
+        check(not stray, "member %d got records of partitions it does not own: %s" % (i, stray[:2]))
+    values = sorted(r["value"] for m in members for r in m["records"])
+    check(values == sorted(r["value"] for r in recs),
+          "group consumed %d records, expected each of %d exactly once" % (len(values), len(recs)))
+
+
+def group_after(ctx):
+    """After the restart a new member resumes at the committed offsets."""
+    topic, group = ctx.topic(), ctx.topic("-group")
+    new = mixed_records("resumed", AUTO_PARTITIONS)[8:12]
+    ctx.op("produce", topic=topic, records=new, codec="none", idempotent=False)
+    got = ctx.op("group_resume", timeout=60, topic=topic, group=group, count=len(new))["records"]
+    check(sorted(r["value"] for r in got) == sorted(r["value"] for r in new),
+          "resumed member read %s, expected only the %d records produced after the commit"
+          % ([r["value"] for r in got], len(new)))
+
+
+def idempotent(ctx):
+    topic = ctx.topic()
+    produce(ctx, topic, mixed_records("idempotent", AUTO_PARTITIONS), codec="none", idempotent=True)
+    verify(ctx, topic)
+
+
+class Scenario:
+    def __init__(self, name, run=None, before=None, after=None, restart=None, budget=120):
+        self.name, self.run, self.before, self.after = name, run, before, after
+        self.restart = restart  # signal for the broker restart between phases
+        self.budget = budget
+
+
+SCENARIOS = [
+    Scenario("metadata", metadata),
+    Scenario("create", create),
+    *[Scenario("produce-" + c, produce_with(c)) for c in CODECS],
+    Scenario("offset", offset),
+    Scenario("quickstart", quickstart),
+    Scenario("restart", before=restart_before, after=restart_after, restart=signal.SIGTERM, budget=240),
+    Scenario("crash", before=restart_before, after=restart_after, restart=signal.SIGKILL, budget=240),
+    Scenario("delete", delete),
+    Scenario("group", before=group_before, after=group_after, restart=signal.SIGTERM, budget=180),
+    Scenario("idempotent", idempotent),
+]

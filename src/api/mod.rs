@@ -1,0 +1,161 @@
+//! The API table and dispatch: one row per Kafka API, naming its request type, its handler and
+//! the versions we advertise and serve. ApiVersions is derived from this table, dispatch uses
+//! it, and the protocol tests iterate over it, so what we advertise is exactly what we serve.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::broker::Shared;
+use crate::config::Listener;
+
+/// One row of the API table.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub min: i16,
+    pub max: i16,
+    /// Lowest version actually served. Versions in `min..served_min` are advertised only
+    /// because clients infer features from the range (librdkafka enables compression only if
+    /// Produce v0 is listed); requests at those versions are refused as Kafka 4 refuses them.
+    pub served_min: i16,
+}
+
+impl ApiSpec {
+    pub fn serves(&self, version: i16) -> bool {
+        (self.served_min..=self.max).contains(&version)
+    }
+}
+
+/// What a handler knows about the request it is answering.
+pub struct RequestContext<'a> {
+    pub shared: &'a Shared,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<StrBytes>,
+    /// The address this connection's listener advertises to clients.
+    pub advertised: &'a Listener,
+    suppress: AtomicBool,
+}
+
+impl<'a> RequestContext<'a> {
+    pub fn new(shared: &'a Shared, header: &RequestHeader, advertised: &'a Listener) -> Self {
+        RequestContext {
+            shared,
+            api_version: header.request_api_version,
+            correlation_id: header.correlation_id,
+            client_id: header.client_id.clone(),
+            advertised,
+            suppress: AtomicBool::new(false),
+        }
+    }
+
+    /// The request gets no response at all (Produce with acks=0).
+    pub fn suppress_response(&self) {
+        self.suppress.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why a request could not be served: the connection is closed with this reason logged.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("cannot decode {api:?} v{version} request: {reason}")]
+    Decode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode {api:?} v{version} response: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("API key {0} is not served")]
+    Unserved(i16),
+}
+
+/// Encodes a response frame: size, response header (at the version the API requires), body.
+pub fn encode_frame<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+) -> Result<BytesMut, String> {
+    let header_version = R::header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| body.compute_size(version).map(|b| h + b))
+        .map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| e.to_string())?;
+    body.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+macro_rules! api_table {
+    ($( $key:ident($req:ty) => $handler:path, advertise $min:literal ..= $max:literal $(, serve from $smin:literal)? ; )*) => {
+        /// Every API this broker serves.
+        pub const APIS: &[ApiSpec] = &[
+            $( ApiSpec { key: ApiKey::$key, min: $min, max: $max, served_min: api_table!(@smin $min $(, $smin)?) }, )*
+        ];
+
+        /// Decodes the body, runs the handler and encodes its response frame (`None` when the
+        /// request gets no response).
+        pub async fn dispatch(
+            ctx: &RequestContext<'_>,
+            key: ApiKey,
+            mut body: Bytes,
+        ) -> Result<Option<BytesMut>, DispatchError> {
+            let version = ctx.api_version;
+            match key {
+                $( ApiKey::$key => {
+                    let request = <$req>::decode(&mut body, version).map_err(|e| DispatchError::Decode {
+                        api: key, version, reason: e.to_string(),
+                    })?;
+                    let response = $handler(ctx, request).await;
+                    if ctx.suppress.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    encode_frame(ctx.correlation_id, version, &response)
+                        .map(Some)
+                        .map_err(|reason| DispatchError::Encode { api: key, version, reason })
+                } )*
+                _ => Err(DispatchError::Unserved(key as i16)),
+            }
+        }
+    };
+    (@smin $min:literal) => { $min };
+    (@smin $min:literal, $smin:literal) => { $smin };
+}
+
+api_table! {
+    Produce(ProduceRequest) => produce::handle, advertise 0..=13, serve from 3;
+    Fetch(FetchRequest) => fetch::handle, advertise 4..=18;
+    ListOffsets(ListOffsetsRequest) => list_offsets::handle, advertise 1..=10;
+    Metadata(MetadataRequest) => metadata::handle, advertise 0..=13;
+    ApiVersions(ApiVersionsRequest) => api_versions::handle, advertise 0..=4;
+    CreateTopics(CreateTopicsRequest) => create_topics::handle, advertise 2..=7;
+    DeleteTopics(DeleteTopicsRequest) => delete_topics::handle, advertise 1..=6;
+}
+
+/// The table row for an API key, if we serve it.
+pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
+    APIS.iter().find(|s| s.key == key)
+}
+
+pub use api_versions::unsupported_version_response;

@@ -1,0 +1,284 @@
+//! The broker as a library type: start it on a configuration, learn its bound addresses, shut
+//! it down. `main.rs` only parses arguments and runs one; tests embed one the same way.
+
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{BrokerConfig, Listener};
+use crate::server;
+use crate::topics::{store, TopicManager};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another broker (its lock file is held)")]
+    Locked(PathBuf),
+    #[error("cannot read or write {path}: {reason}")]
+    Meta { path: PathBuf, reason: String },
+    #[error("cannot load topics: {0}")]
+    Topics(String),
+    #[error("cannot listen on {addr} (listener {name}): {reason}")]
+    Bind {
+        name: String,
+        addr: String,
+        reason: String,
+    },
+}
+
+/// State shared by every connection and handler.
+pub struct Shared {
+    config: Arc<BrokerConfig>,
+    cluster_id: String,
+    topics: TopicManager,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id()
+    }
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+    pub fn topics(&self) -> &TopicManager {
+        &self.topics
+    }
+    /// Becomes `true` when the broker starts shutting down; long polls end early on it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    connections: Arc<Semaphore>,
+    max_connections: u32,
+    acceptors: Vec<JoinHandle<()>>,
+    _lock: File,
+    data_dir: PathBuf,
+}
+
+impl Broker {
+    /// Opens the data directory (locking it), loads topics and binds every listener.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
+        let started = Instant::now();
+        let config = Arc::new(config);
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let lock = lock_data_dir(&data_dir)?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        let (topics, report) =
+            TopicManager::open(&data_dir, config.clone()).map_err(StartError::Topics)?;
+        for line in report {
+            warn!("{line}");
+        }
+        let (stop, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            cluster_id,
+            topics,
+            shutdown,
+        });
+        let max_connections = config
+            .int("max.connections")
+            .clamp(1, Semaphore::MAX_PERMITS as i64) as u32;
+        let connections = Arc::new(Semaphore::new(max_connections as usize));
+        let mut addrs = Vec::new();
+        let mut acceptors = Vec::new();
+        for (listener, advertised) in &config.listeners {
+            let bind = listener.bind_addr().map_err(|reason| StartError::Bind {
+                name: listener.name.clone(),
+                addr: format!("{}:{}", listener.host, listener.port),
+                reason,
+            })?;
+            let socket = TcpListener::bind(bind)
+                .await
+                .map_err(|e| StartError::Bind {
+                    name: listener.name.clone(),
+                    addr: bind.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let local = socket.local_addr().map_err(|e| StartError::Bind {
+                name: listener.name.clone(),
+                addr: bind.to_string(),
+                reason: e.to_string(),
+            })?;
+            let mut advertised = advertised.clone();
+            if advertised.port == 0 {
+                // Port 0 binds a free port; advertise the one we got.
+                advertised.port = local.port();
+            }
+            addrs.push(local);
+            acceptors.push(tokio::spawn(server::accept_loop(
+                socket,
+                shared.clone(),
+                Arc::new(advertised),
+                connections.clone(),
+                stop.subscribe(),
+            )));
+        }
+        let address = addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        info!(
+            address = %address,
+            node_id = config.node_id(),
+            cluster_id = %shared.cluster_id,
+            data_dir = %data_dir.display(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "ready to accept connections"
+        );
+        Ok(Broker {
+            shared,
+            addrs,
+            stop,
+            connections,
+            max_connections,
+            acceptors,
+            _lock: lock,
+            data_dir,
+        })
+    }
+
+    /// The addresses the listeners are bound to (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets connections answer the requests they are serving, then syncs and
+    /// closes every log.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        let _ = self.stop.send(true);
+        for a in self.acceptors {
+            let _ = a.await;
+        }
+        // Every connection holds a permit until it has answered its in-flight request.
+        let drained = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.connections.acquire_many(self.max_connections),
+        )
+        .await;
+        if drained.is_err() {
+            warn!("some connections did not finish within 10 s; closing anyway");
+        }
+        let shared = self.shared.clone();
+        let synced = tokio::task::spawn_blocking(move || shared.topics().sync_all()).await;
+        if synced.is_err() {
+            warn!("syncing logs on shutdown failed");
+        }
+        info!(data_dir = %self.data_dir.display(), "shutdown complete");
+    }
+}
+
+/// Takes an exclusive lock on `<data>/.lock` for the broker's lifetime: two brokers must never
+/// share a data directory.
+fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StartError::Meta {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StartError::Meta {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Reads the cluster id from `meta.properties`, as Kafka keeps it, or creates one.
+fn load_or_create_cluster_id(dir: &Path, node_id: i32) -> Result<String, StartError> {
+    let path = dir.join("meta.properties");
+    let meta_err = |reason: String| StartError::Meta {
+        path: path.clone(),
+        reason,
+    };
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| meta_err(e.to_string()))?;
+        let pairs = crate::config::properties::parse(&text);
+        if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "cluster.id") {
+            if let Some((_, stored)) = pairs.iter().find(|(k, _)| k == "node.id") {
+                if stored != &node_id.to_string() {
+                    warn!(stored = %stored, configured = node_id, "node.id differs from the one stored in meta.properties");
+                }
+            }
+            return Ok(id.clone());
+        }
+    }
+    let id = base64url(uuid::Uuid::new_v4().as_bytes());
+    let text = format!("#Written by klamm\nversion=1\ncluster.id={id}\nnode.id={node_id}\n");
+    store::write_atomic(&path, text.as_bytes()).map_err(|e| meta_err(e.to_string()))?;
+    Ok(id)
+}
+
+/// URL-safe base64 without padding: the form of Kafka cluster ids (22 characters for 16 bytes).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The advertised address of a listener, for logs and tests.
+pub fn describe(l: &Listener) -> String {
+    format!("{}://{}:{}", l.name, l.host, l.port)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_id_shape() {
+        let id = super::base64url(&[0xff; 16]);
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

@@ -1,0 +1,15 @@
+//! Klamm: a Kafka-compatible message broker.
+//!
+//! Requests flow from the network edge ([`server`]) through the protocol layer ([`api`], one
+//! module per Kafka API) to the partition manager ([`topics`]) and the storage engine ([`log`]).
+
+pub mod api;
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod log;
+pub mod server;
+pub mod topics;
+
+pub use broker::{Broker, StartError};
+pub use config::{BrokerConfig, ConfigError};

@@ -1,0 +1,336 @@
+//! One partition: its log behind its own lock, a notification for waiting fetches, and group
+//! commit for `acks=all`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::{watch, Notify};
+use tracing::error;
+
+use super::config::TopicSettings;
+use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::segment::SegmentSlice;
+use crate::log::{Log, LogError};
+
+/// The leader epoch of every partition: a single broker is always the leader.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Checks the leader epoch a client believes in (-1: it does not say) against ours.
+pub fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
+    if requested < 0 {
+        return None;
+    }
+    match requested.cmp(&LEADER_EPOCH) {
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
+        std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+/// Why a produce to this partition failed, with Kafka's error code.
+#[derive(Debug)]
+pub struct ProduceError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl ProduceError {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        ProduceError {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a produced batch went.
+#[derive(Debug, Clone, Copy)]
+pub struct Produced {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// The state of a partition needed to answer Fetch and ListOffsets.
+#[derive(Debug, Clone, Copy)]
+pub struct Offsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub index: i32,
+    log: Mutex<Log>,
+    /// Woken on every append, for long-polling fetches.
+    pub new_data: Notify,
+    flushing: AtomicBool,
+    flushed: watch::Sender<i64>,
+}
+
+impl Partition {
+    pub fn new(topic: Arc<str>, index: i32, log: Log) -> Partition {
+        let flushed = watch::Sender::new(log.flushed_offset());
+        Partition {
+            topic,
+            index,
+            log: Mutex::new(log),
+            new_data: Notify::new(),
+            flushing: AtomicBool::new(false),
+            flushed,
+        }
+    }
+
+    /// The log, for the short, non-blocking critical sections around it.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock is a bug; the log itself stays consistent because
+        // every mutation completes or is rolled back before returning, so keep serving.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn offsets(&self) -> Offsets {
+        let log = self.log();
+        Offsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.next_offset(),
+        }
+    }
+
+    /// Validates and appends the records of one produce request to this partition.
+    pub fn append(
+        self: &Arc<Self>,
+        records: &Bytes,
+        settings: &TopicSettings,
+        now_ms: i64,
+    ) -> Result<Produced, ProduceError> {
+        let header = validate_records(records, settings)?;
+        let log_append_time = settings.log_append_time.then_some(now_ms);
+        let mut log = self.log();
+        let appended = log
+            .append(records, &header, log_append_time, LEADER_EPOCH, now_ms)
+            .map_err(|e| {
+                error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                ProduceError::new(ResponseError::KafkaStorageError, e.to_string())
+            })?;
+        let produced = Produced {
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            log_append_time: log_append_time.unwrap_or(-1),
+            log_start_offset: log.log_start_offset(),
+        };
+        let unflushed = log.next_offset() - log.flushed_offset();
+        drop(log);
+        self.new_data.notify_waiters();
+        if unflushed >= settings.flush_messages {
+            // flush.messages reached: sync in the background; acks=all callers wait themselves.
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.wait_durable(produced.last_offset).await;
+            });
+        }
+        Ok(produced)
+    }
+
+    /// Returns once every offset ≤ `offset` is on stable storage. Concurrent callers share one
+    /// fsync (group commit): whoever finds no sync in flight starts one covering everything
+    /// appended so far; the others wait for its result.
+    pub async fn wait_durable(self: &Arc<Self>, offset: i64) -> Result<(), ResponseError> {
+        let mut rx = self.flushed.subscribe();
+        loop {
+            if *rx.borrow_and_update() > offset {
+                return Ok(());
+            }
+            let job = {
+                let log = self.log();
+                if log.flushed_offset() > offset {
+                    return Ok(());
+                }
+                if self.flushing.swap(true, Ordering::AcqRel) {
+                    None
+                } else {
+                    Some(log.unflushed())
+                }
+            };
+            match job {
+                None => {
+                    if rx.changed().await.is_err() {
+                        return Err(ResponseError::KafkaStorageError);
+                    }
+                }
+                Some((files, upto)) => {
+                    let synced = tokio::task::spawn_blocking(move || {
+                        files.iter().try_for_each(|f| f.sync_data())
+                    })
+                    .await;
+                    let ok = matches!(synced, Ok(Ok(())));
+                    if ok {
+                        self.log().mark_flushed(upto);
+                    } else {
+                        error!(topic = %self.topic, partition = self.index, "fsync failed: {synced:?}");
+                    }
+                    self.flushing.store(false, Ordering::Release);
+                    self.flushed.send_modify(|v| {
+                        if ok {
+                            *v = (*v).max(upto)
+                        }
+                    });
+                    if !ok {
+                        return Err(ResponseError::KafkaStorageError);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A slice of the log to read from `offset`, or the out-of-range error.
+    pub fn slice_from(&self, offset: i64) -> Result<(Option<SegmentSlice>, Offsets), LogError> {
+        let log = self.log();
+        let offsets = Offsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.next_offset(),
+        };
+        Ok((log.slice_from(offset)?, offsets))
+    }
+
+    /// Syncs everything; used on shutdown.
+    pub fn sync_all(&self) -> Result<(), LogError> {
+        self.log().sync_all()
+    }
+}
+
+/// Checks a produce request's records for one partition: exactly one RecordBatch v2, a valid
+/// CRC, within `max.message.bytes`. Records are not decoded.
+pub fn validate_records(
+    records: &[u8],
+    settings: &TopicSettings,
+) -> Result<BatchHeader, ProduceError> {
+    if records.is_empty() {
+        return Err(ProduceError::new(
+            ResponseError::InvalidRecord,
+            "empty record set",
+        ));
+    }
+    let header = match BatchHeader::parse(records) {
+        Ok(h) => h,
+        Err(BatchError::UnsupportedMagic(m)) => {
+            return Err(ProduceError::new(
+                ResponseError::UnsupportedForMessageFormat,
+                format!("message format v{m} is not supported; use RecordBatch v2"),
+            ))
+        }
+        Err(e) => {
+            return Err(ProduceError::new(
+                ResponseError::CorruptMessage,
+                e.to_string(),
+            ))
+        }
+    };
+    if header.total_size() > settings.max_message_bytes {
+        return Err(ProduceError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes {}",
+                header.total_size(),
+                settings.max_message_bytes
+            ),
+        ));
+    }
+    if header.total_size() != records.len() {
+        let msg = if header.total_size() < records.len() {
+            "produce requests must contain exactly one record batch"
+        } else {
+            "record batch is truncated"
+        };
+        let code = if header.total_size() < records.len() {
+            ResponseError::InvalidRecord
+        } else {
+            ResponseError::CorruptMessage
+        };
+        return Err(ProduceError::new(code, msg));
+    }
+    batch::validate(records)
+        .map_err(|e| ProduceError::new(ResponseError::CorruptMessage, e.to_string()))?;
+    if header.record_count == 0 || header.record_count != header.last_offset_delta + 1 {
+        return Err(ProduceError::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "record count {} does not match lastOffsetDelta {}",
+                header.record_count, header.last_offset_delta
+            ),
+        ));
+    }
+    if header.is_control() {
+        return Err(ProduceError::new(
+            ResponseError::InvalidRecord,
+            "clients may not produce control batches",
+        ));
+    }
+    Ok(header)
+}
+
+impl Partition {
+    /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp
+    /// (ListOffsets by time). Blocking: reads segment files.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> std::io::Result<Option<(i64, i64)>> {
+        let slices = self.log().slices_for_time(timestamp);
+        for slice in slices {
+            if let Some((pos, header)) = slice.find_timestamp(timestamp)? {
+                let bytes = slice.read(pos, header.total_size() as u64)?;
+                let found = records_of(&bytes, &header)
+                    .into_iter()
+                    .find(|(_, ts)| *ts >= timestamp)
+                    .unwrap_or((header.base_offset, header.max_timestamp));
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    pub fn max_timestamp_offset(&self) -> std::io::Result<Option<(i64, i64)>> {
+        let (found, slice) = {
+            let log = self.log();
+            match log.max_timestamp() {
+                None => return Ok(None),
+                Some((ts, base)) => (ts, log.slice_from(base).ok().flatten()),
+            }
+        };
+        let Some(slice) = slice else { return Ok(None) };
+        let Some((pos, header)) = slice.find_timestamp(found)? else {
+            return Ok(None);
+        };
+        let bytes = slice.read(pos, header.total_size() as u64)?;
+        let record = records_of(&bytes, &header)
+            .into_iter()
+            .find(|(_, ts)| *ts == header.max_timestamp)
+            .unwrap_or((header.last_offset(), header.max_timestamp));
+        Ok(Some(record))
+    }
+}
+
+/// Offsets and timestamps of the records of one stored batch. Only ListOffsets decodes records;
+/// a batch that cannot be decoded yields nothing and callers fall back to its header.
+fn records_of(batch: &[u8], header: &BatchHeader) -> Vec<(i64, i64)> {
+    let mut buf = Bytes::copy_from_slice(batch);
+    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
+        return Vec::new();
+    };
+    let log_append = header.attributes & batch::TIMESTAMP_TYPE_LOG_APPEND != 0;
+    set.records
+        .iter()
+        .map(|r| {
+            (
+                r.offset,
+                if log_append {
+                    header.max_timestamp
+                } else {
+                    r.timestamp
+                },
+            )
+        })
+        .collect()
+}
