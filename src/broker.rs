@@ -44,6 +44,8 @@ pub struct Shared {
     cluster_id: String,
     topics: TopicManager,
     shutdown: watch::Receiver<bool>,
+    /// Bytes of request frames held in memory, across connections (`queued.max.request.bytes`).
+    request_memory: Option<Arc<Semaphore>>,
 }
 
 impl Shared {
@@ -58,6 +60,9 @@ impl Shared {
     }
     pub fn topics(&self) -> &TopicManager {
         &self.topics
+    }
+    pub fn request_memory(&self) -> Option<&Arc<Semaphore>> {
+        self.request_memory.as_ref()
     }
     /// Becomes `true` when the broker starts shutting down; long polls end early on it.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -95,11 +100,20 @@ impl Broker {
             warn!("{line}");
         }
         let (stop, shutdown) = watch::channel(false);
+        let queued = config.int("queued.max.request.bytes");
+        // Any single legal frame must fit, or its connection would wait forever.
+        let request_memory = (queued >= 0).then(|| {
+            let permits = queued.max(config.int("socket.request.max.bytes"));
+            Arc::new(Semaphore::new(
+                permits.min(Semaphore::MAX_PERMITS as i64) as usize
+            ))
+        });
         let shared = Arc::new(Shared {
             config: config.clone(),
             cluster_id,
             topics,
             shutdown,
+            request_memory,
         });
         let max_connections = config
             .int("max.connections")

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Reporting a failed log write goes to stderr too, and panics when stderr is a closed
+        // pipe; losing log lines must never take a connection down.
+        .log_internal_errors(false)
         .init();
     let sources = Sources {
         file: args.config,

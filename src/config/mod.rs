@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Toml};
 use figment::value::Value as FValue;
-use figment::{Figment, Provider};
+use figment::Provider;
 use thiserror::Error;
 
 use defs::{int_at_least, long_at_least, Def, Kind, Value, ANY_INT};
@@ -465,7 +465,7 @@ pub struct Sources {
 
 /// Loads, merges and validates the configuration.
 pub fn load(sources: &Sources) -> Result<BrokerConfig, ConfigError> {
-    let mut figment = Figment::new();
+    let mut providers: Vec<Box<dyn Provider>> = Vec::new();
     if let Some(path) = &sources.file {
         if !path.exists() {
             return Err(ConfigError::Read {
@@ -478,13 +478,15 @@ pub fn load(sources: &Sources) -> Result<BrokerConfig, ConfigError> {
                 path: path.clone(),
                 source,
             })?;
-            figment = figment.merge(pairs);
+            providers.push(Box::new(pairs));
         } else {
-            figment = figment.merge(Toml::file(path));
+            providers.push(Box::new(Toml::file_exact(path)));
         }
     }
     if sources.env {
-        figment = figment.merge(Env::prefixed("KLAMM_").map(|k| env_key(k.as_str()).into()));
+        providers.push(Box::new(
+            Env::prefixed("KLAMM_").map(|k| env_key(k.as_str()).into()),
+        ));
     }
     let mut pairs = Vec::new();
     for o in &sources.overrides {
@@ -493,17 +495,21 @@ pub fn load(sources: &Sources) -> Result<BrokerConfig, ConfigError> {
             .ok_or_else(|| ConfigError::Override(o.clone()))?;
         pairs.push((k.trim().to_string(), v.trim().to_string()));
     }
-    figment = figment.merge(properties::Pairs {
+    providers.push(Box::new(properties::Pairs {
         name: "--override".into(),
         pairs,
-    });
-    let dict = figment
-        .data()?
-        .remove(&figment::Profile::Default)
-        .unwrap_or_default();
+    }));
+    // Each source is flattened to dotted keys on its own, then laid over the previous ones:
+    // `"log.dirs" = …` and `[log] dirs = …` in TOML are the same key, and precedence holds
+    // whichever spelling each source used.
     let mut flat = BTreeMap::new();
-    for (k, v) in &dict {
-        flatten(k, v, &mut flat);
+    for provider in providers {
+        let data = provider.data()?;
+        if let Some(dict) = data.get(&figment::Profile::Default) {
+            for (k, v) in dict {
+                flatten(k, v, &mut flat);
+            }
+        }
     }
     BrokerConfig::from_pairs(flat)
 }
@@ -539,6 +545,7 @@ fn scalar(v: &FValue) -> String {
         FValue::Num(_, n) => n
             .to_i128()
             .map(|i| i.to_string())
+            .or_else(|| n.to_u128().map(|u| u.to_string()))
             .or_else(|| n.to_f64().map(|f| f.to_string()))
             .unwrap_or_default(),
         FValue::Empty(..) => String::new(),
@@ -566,6 +573,21 @@ mod tests {
         assert_eq!(c.listeners[0].1.host, "127.0.0.1");
         assert_eq!(c.retention_ms(), 168 * 3_600_000);
         assert_eq!(c.int("message.max.bytes"), 1048588);
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        for file in ["config/server.toml", "config/server.properties"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
+            let c = load(&Sources {
+                file: Some(path),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(c.unknown.is_empty(), "{file}: {:?}", c.unknown);
+            assert_eq!(c.listeners[0].0.port, 9092);
+            assert_eq!(c.data_dir(), PathBuf::from("./data"));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext};
@@ -50,6 +50,8 @@ enum ConnError {
     Dispatch(#[from] api::DispatchError),
     #[error("{0}")]
     Encode(String),
+    #[error("broker is shutting down")]
+    Closing,
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -69,10 +71,11 @@ pub async fn serve(
     let max = shared.config().int("socket.request.max.bytes");
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut reader, max) => f,
+            f = read_frame(&mut reader, max, shared.request_memory()) => f,
             _ = stop.changed() => break,
         };
-        let frame = match frame {
+        // The permit is held until the request has been handled.
+        let (frame, _permit) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -123,7 +126,8 @@ async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>)
 async fn read_frame(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     max: i64,
-) -> Result<Option<Bytes>, ConnError> {
+    memory: Option<&Arc<Semaphore>>,
+) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, ConnError> {
     let size = match reader.read_i32().await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -135,9 +139,19 @@ async fn read_frame(
     if size as i64 > max {
         return Err(ConnError::TooLarge { size, max });
     }
+    // Wait for room under queued.max.request.bytes before buffering the body.
+    let permit = match memory {
+        Some(m) => Some(
+            m.clone()
+                .acquire_many_owned(size as u32)
+                .await
+                .map_err(|_| ConnError::Closing)?,
+        ),
+        None => None,
+    };
     let mut buf = BytesMut::zeroed(size as usize);
     reader.read_exact(&mut buf).await?;
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), permit)))
 }
 
 /// Decodes the header, checks the API and version, and dispatches.
