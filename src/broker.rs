@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, Listener};
+use crate::group::GroupCoordinator;
 use crate::server;
 use crate::topics::{store, TopicManager};
 
@@ -43,6 +44,7 @@ pub struct Shared {
     config: Arc<BrokerConfig>,
     cluster_id: String,
     topics: TopicManager,
+    groups: GroupCoordinator,
     shutdown: watch::Receiver<bool>,
     /// Bytes of request frames held in memory, across connections (`queued.max.request.bytes`).
     request_memory: Option<Arc<Semaphore>>,
@@ -60,6 +62,9 @@ impl Shared {
     }
     pub fn topics(&self) -> &TopicManager {
         &self.topics
+    }
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
     }
     pub fn request_memory(&self) -> Option<&Arc<Semaphore>> {
         self.request_memory.as_ref()
@@ -108,13 +113,17 @@ impl Broker {
                 permits.min(Semaphore::MAX_PERMITS as i64) as usize
             ))
         });
+        let groups = GroupCoordinator::new(&config);
+        groups.load(&topics).await.map_err(StartError::Topics)?;
         let shared = Arc::new(Shared {
             config: config.clone(),
             cluster_id,
             topics,
+            groups,
             shutdown,
             request_memory,
         });
+        let ticker = tokio::spawn(group_ticker(shared.clone(), stop.subscribe()));
         let max_connections = config
             .int("max.connections")
             .clamp(1, Semaphore::MAX_PERMITS as i64) as u32;
@@ -153,6 +162,7 @@ impl Broker {
                 stop.subscribe(),
             )));
         }
+        acceptors.push(ticker);
         let address = addrs
             .iter()
             .map(|a| a.to_string())
@@ -210,6 +220,25 @@ impl Broker {
             warn!("syncing logs on shutdown failed");
         }
         info!(data_dir = %self.data_dir.display(), "shutdown complete");
+    }
+}
+
+/// Drives the group coordinator's clock: session expiry, rebalance timeouts, offsets retention.
+async fn group_ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention_every = shared.groups.retention_check_interval();
+    let mut last_retention = Instant::now();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let due = last_retention.elapsed() >= retention_every;
+        if due {
+            last_retention = Instant::now();
+        }
+        shared.groups.tick(&shared.topics, due).await;
     }
 }
 

@@ -4,11 +4,22 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,17 +57,25 @@ pub struct RequestContext<'a> {
     pub client_id: Option<StrBytes>,
     /// The address this connection's listener advertises to clients.
     pub advertised: &'a Listener,
+    /// The client's address, as group descriptions show it.
+    pub peer: std::net::SocketAddr,
     suppress: AtomicBool,
 }
 
 impl<'a> RequestContext<'a> {
-    pub fn new(shared: &'a Shared, header: &RequestHeader, advertised: &'a Listener) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        header: &RequestHeader,
+        advertised: &'a Listener,
+        peer: std::net::SocketAddr,
+    ) -> Self {
         RequestContext {
             shared,
             api_version: header.request_api_version,
             correlation_id: header.correlation_id,
             client_id: header.client_id.clone(),
             advertised,
+            peer,
             suppress: AtomicBool::new(false),
         }
     }
@@ -64,6 +83,18 @@ impl<'a> RequestContext<'a> {
     /// The request gets no response at all (Produce with acks=0).
     pub fn suppress_response(&self) {
         self.suppress.store(true, Ordering::Relaxed);
+    }
+
+    pub fn client_id(&self) -> String {
+        self.client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The client host as Kafka shows it in group descriptions.
+    pub fn client_host(&self) -> String {
+        format!("/{}", self.peer.ip())
     }
 }
 
@@ -148,9 +179,20 @@ api_table! {
     Fetch(FetchRequest) => fetch::handle, advertise 4..=18;
     ListOffsets(ListOffsetsRequest) => list_offsets::handle, advertise 1..=10;
     Metadata(MetadataRequest) => metadata::handle, advertise 0..=13;
+    OffsetCommit(OffsetCommitRequest) => offset_commit::handle, advertise 2..=10;
+    OffsetFetch(OffsetFetchRequest) => offset_fetch::handle, advertise 1..=10;
+    FindCoordinator(FindCoordinatorRequest) => find_coordinator::handle, advertise 0..=6;
+    JoinGroup(JoinGroupRequest) => join_group::handle, advertise 0..=9;
+    Heartbeat(HeartbeatRequest) => heartbeat::handle, advertise 0..=4;
+    LeaveGroup(LeaveGroupRequest) => leave_group::handle, advertise 0..=5;
+    SyncGroup(SyncGroupRequest) => sync_group::handle, advertise 0..=5;
+    DescribeGroups(DescribeGroupsRequest) => describe_groups::handle, advertise 0..=6;
+    ListGroups(ListGroupsRequest) => list_groups::handle, advertise 0..=5;
     ApiVersions(ApiVersionsRequest) => api_versions::handle, advertise 0..=4;
     CreateTopics(CreateTopicsRequest) => create_topics::handle, advertise 2..=7;
     DeleteTopics(DeleteTopicsRequest) => delete_topics::handle, advertise 1..=6;
+    DeleteGroups(DeleteGroupsRequest) => delete_groups::handle, advertise 0..=2;
+    OffsetDelete(OffsetDeleteRequest) => offset_delete::handle, advertise 0..=0;
 }
 
 /// The table row for an API key, if we serve it.

@@ -229,6 +229,42 @@ pub const BROKER_DEFS: &[Def] = &[
         doc: "Delay before the first rebalance of a new group.",
     },
     Def {
+        name: "group.min.session.timeout.ms",
+        kind: int_at_least(0),
+        default: Some("6000"),
+        doc: "Shortest session timeout a member may ask for.",
+    },
+    Def {
+        name: "group.max.session.timeout.ms",
+        kind: int_at_least(0),
+        default: Some("1800000"),
+        doc: "Longest session timeout a member may ask for.",
+    },
+    Def {
+        name: "group.max.size",
+        kind: int_at_least(1),
+        default: Some("2147483647"),
+        doc: "Most members a group may have.",
+    },
+    Def {
+        name: "offset.metadata.max.bytes",
+        kind: int_at_least(0),
+        default: Some("4096"),
+        doc: "Largest metadata string of a committed offset.",
+    },
+    Def {
+        name: "offsets.retention.minutes",
+        kind: int_at_least(1),
+        default: Some("10080"),
+        doc: "How long offsets of an empty group are kept.",
+    },
+    Def {
+        name: "offsets.retention.check.interval.ms",
+        kind: long_at_least(1),
+        default: Some("600000"),
+        doc: "How often expired offsets are removed.",
+    },
+    Def {
         name: "offsets.topic.num.partitions",
         kind: int_at_least(1),
         default: Some("50"),
@@ -395,6 +431,10 @@ impl BrokerConfig {
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
+        debug_assert!(
+            defs::find(BROKER_DEFS, key).is_some(),
+            "unknown broker key {key}"
+        );
         self.values.get(key)
     }
 

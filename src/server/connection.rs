@@ -83,7 +83,7 @@ pub async fn serve(
                 break;
             }
         };
-        match handle(&shared, &advertised, frame).await {
+        match handle(&shared, &advertised, peer, frame).await {
             Ok(Some(response)) => {
                 if tx.send(response).await.is_err() {
                     break;
@@ -158,6 +158,7 @@ async fn read_frame(
 async fn handle(
     shared: &Shared,
     advertised: &Listener,
+    peer: SocketAddr,
     mut frame: Bytes,
 ) -> Result<Option<BytesMut>, ConnError> {
     if frame.len() < 8 {
@@ -185,7 +186,7 @@ async fn handle(
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ConnError::Header(e.to_string()))?;
-    let ctx = RequestContext::new(shared, &header, advertised);
+    let ctx = RequestContext::new(shared, &header, advertised, peer);
     let body = frame.slice(..);
     frame.advance(frame.len());
     Ok(api::dispatch(&ctx, api_key, body).await?)

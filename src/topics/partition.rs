@@ -334,3 +334,38 @@ fn records_of(batch: &[u8], header: &BatchHeader) -> Vec<(i64, i64)> {
         })
         .collect()
 }
+
+impl Partition {
+    /// Every stored batch from `offset` to the end, as raw bytes (used to load internal
+    /// topics at start-up). Blocking: reads segment files.
+    pub fn read_all_from(&self, mut offset: i64) -> std::io::Result<Vec<Bytes>> {
+        let mut out = Vec::new();
+        loop {
+            let slice = match self.slice_from(offset) {
+                Ok((Some(s), _)) => s,
+                Ok((None, _)) => return Ok(out),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            };
+            let Some((pos, _)) = slice.find_offset(offset)? else {
+                return Ok(out);
+            };
+            let bytes = Bytes::from(slice.read(pos, slice.end - pos)?);
+            let mut at = 0;
+            let before = offset;
+            while at + batch::HEADER_LEN <= bytes.len() {
+                let Ok(h) = BatchHeader::parse(&bytes[at..]) else {
+                    break;
+                };
+                if at + h.total_size() > bytes.len() {
+                    break;
+                }
+                out.push(bytes.slice(at..at + h.total_size()));
+                offset = h.last_offset() + 1;
+                at += h.total_size();
+            }
+            if offset == before {
+                return Ok(out);
+            }
+        }
+    }
+}
