@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, Listener};
 use crate::group::GroupCoordinator;
+use crate::producer_ids::ProducerIds;
 use crate::server;
 use crate::topics::{store, TopicManager};
 
@@ -45,6 +46,7 @@ pub struct Shared {
     cluster_id: String,
     topics: TopicManager,
     groups: GroupCoordinator,
+    producer_ids: ProducerIds,
     shutdown: watch::Receiver<bool>,
     /// Bytes of request frames held in memory, across connections (`queued.max.request.bytes`).
     request_memory: Option<Arc<Semaphore>>,
@@ -65,6 +67,9 @@ impl Shared {
     }
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+    pub fn producer_ids(&self) -> &ProducerIds {
+        &self.producer_ids
     }
     pub fn request_memory(&self) -> Option<&Arc<Semaphore>> {
         self.request_memory.as_ref()
@@ -113,6 +118,10 @@ impl Broker {
                 permits.min(Semaphore::MAX_PERMITS as i64) as usize
             ))
         });
+        let producer_ids = ProducerIds::open(&data_dir).map_err(|e| StartError::Meta {
+            path: data_dir.join("producer_ids"),
+            reason: e.to_string(),
+        })?;
         let groups = GroupCoordinator::new(&config);
         groups.load(&topics).await.map_err(StartError::Topics)?;
         let shared = Arc::new(Shared {
@@ -120,6 +129,7 @@ impl Broker {
             cluster_id,
             topics,
             groups,
+            producer_ids,
             shutdown,
             request_memory,
         });

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;
 

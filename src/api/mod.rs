@@ -10,6 +10,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -191,6 +192,7 @@ api_table! {
     ApiVersions(ApiVersionsRequest) => api_versions::handle, advertise 0..=4;
     CreateTopics(CreateTopicsRequest) => create_topics::handle, advertise 2..=7;
     DeleteTopics(DeleteTopicsRequest) => delete_topics::handle, advertise 1..=6;
+    InitProducerId(InitProducerIdRequest) => init_producer_id::handle, advertise 0..=6;
     DeleteGroups(DeleteGroupsRequest) => delete_groups::handle, advertise 0..=2;
     OffsetDelete(OffsetDeleteRequest) => offset_delete::handle, advertise 0..=0;
 }

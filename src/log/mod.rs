@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod index;
+pub mod producers;
 pub mod segment;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use thiserror::Error;
 use tracing::warn;
 
 use batch::{BatchHeader, RewrittenHeader, HEADER_LEN};
+use producers::{Check, Producers, SequenceError};
 use segment::{Segment, SegmentSlice};
 
 #[derive(Debug, Error)]
@@ -29,6 +31,8 @@ pub enum LogError {
     },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("idempotent producer sequence check failed: {0:?}")]
+    Sequence(SequenceError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -61,6 +65,8 @@ impl Default for LogConfig {
 pub struct Appended {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The batch was a retry of one already written; nothing new was stored.
+    pub duplicate: bool,
 }
 
 pub struct Log {
@@ -71,6 +77,7 @@ pub struct Log {
     next_offset: i64,
     /// Offset below which everything is known to be on stable storage.
     flushed_offset: i64,
+    producers: Producers,
 }
 
 impl Log {
@@ -117,14 +124,63 @@ impl Log {
             .next_back()
             .map(|s| s.next_offset())
             .unwrap_or(0);
-        Ok(Log {
+        let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
             log_start_offset,
             next_offset,
             flushed_offset: next_offset,
-        })
+            producers: Producers::default(),
+        };
+        log.load_producers().map_err(io_err(dir))?;
+        Ok(log)
+    }
+
+    /// Rebuilds idempotent producers' state: the newest snapshot, then every batch after it.
+    fn load_producers(&mut self) -> io::Result<()> {
+        let mut from = self.log_start_offset;
+        if let Some((offset, path)) = producers::latest_snapshot(&self.dir)? {
+            if offset <= self.next_offset && offset >= self.log_start_offset {
+                if let Some(p) = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| Producers::decode(&b))
+                {
+                    self.producers = p;
+                    from = offset;
+                }
+            }
+        }
+        while let Some(slice) = self.slice_from(from).ok().flatten() {
+            let Some((mut pos, _)) = slice.find_offset(from)? else {
+                break;
+            };
+            while pos + HEADER_LEN as u64 <= slice.end {
+                let h = segment::read_header(&slice.file, pos)?;
+                self.producers.record(&h, h.base_offset, h.last_offset());
+                from = h.last_offset() + 1;
+                pos += h.total_size() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the producers' state as of the log end, replacing older snapshots.
+    pub fn write_producer_snapshot(&self) -> io::Result<()> {
+        let path = self.dir.join(producers::snapshot_name(self.next_offset));
+        crate::topics::store::write_atomic(&path, &self.producers.encode())?;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let p = entry?.path();
+            if p.extension().is_some_and(|e| e == "snapshot") && p != path {
+                std::fs::remove_file(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets idempotent producers idle since before `cutoff_ms`.
+    pub fn expire_producers(&mut self, cutoff_ms: i64) -> usize {
+        self.producers.expire(cutoff_ms)
     }
 
     /// Appends one validated batch (`header` parsed from `batch`), assigning it the next
@@ -137,6 +193,16 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, LogError> {
+        match self.producers.check(header).map_err(LogError::Sequence)? {
+            Check::Append => {}
+            Check::Duplicate(meta) => {
+                return Ok(Appended {
+                    base_offset: meta.base_offset,
+                    last_offset: meta.last_offset,
+                    duplicate: true,
+                })
+            }
+        }
         let base_offset = self.next_offset;
         let size = batch.len() as u64;
         self.maybe_roll(size, header.last_offset_delta, now_ms)?;
@@ -152,9 +218,12 @@ impl Log {
             .append(&rewritten.bytes, records, interval)
             .map_err(io_err(&dir))?;
         self.next_offset = base_offset + header.last_offset_delta as i64 + 1;
+        self.producers
+            .record(header, base_offset, self.next_offset - 1);
         Ok(Appended {
             base_offset,
             last_offset: self.next_offset - 1,
+            duplicate: false,
         })
     }
 
@@ -181,6 +250,10 @@ impl Log {
         }
         let seg = Segment::create(&self.dir, base, now_ms).map_err(io_err(&self.dir))?;
         self.segments.insert(base, seg);
+        // A snapshot per roll bounds what a restart after a crash must rescan.
+        if !self.producers.is_empty() {
+            self.write_producer_snapshot().map_err(io_err(&self.dir))?;
+        }
         Ok(())
     }
 
@@ -282,7 +355,7 @@ impl Log {
             s.sync().map_err(io_err(s.path()))?;
         }
         self.flushed_offset = self.next_offset;
-        Ok(())
+        self.write_producer_snapshot().map_err(io_err(&self.dir))
     }
 }
 

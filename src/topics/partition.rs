@@ -11,6 +11,7 @@ use tracing::error;
 
 use super::config::TopicSettings;
 use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::producers::SequenceError;
 use crate::log::segment::SegmentSlice;
 use crate::log::{Log, LogError};
 
@@ -112,9 +113,12 @@ impl Partition {
         let mut log = self.log();
         let appended = log
             .append(records, &header, log_append_time, LEADER_EPOCH, now_ms)
-            .map_err(|e| {
-                error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-                ProduceError::new(ResponseError::KafkaStorageError, e.to_string())
+            .map_err(|e| match e {
+                LogError::Sequence(s) => sequence_error(s, &header),
+                e => {
+                    error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                    ProduceError::new(ResponseError::KafkaStorageError, e.to_string())
+                }
             })?;
         let produced = Produced {
             base_offset: appended.base_offset,
@@ -124,7 +128,9 @@ impl Partition {
         };
         let unflushed = log.next_offset() - log.flushed_offset();
         drop(log);
-        self.new_data.notify_waiters();
+        if !appended.duplicate {
+            self.new_data.notify_waiters();
+        }
         if unflushed >= settings.flush_messages {
             // flush.messages reached: sync in the background; acks=all callers wait themselves.
             let this = self.clone();
@@ -202,6 +208,30 @@ impl Partition {
     }
 }
 
+fn sequence_error(e: SequenceError, h: &BatchHeader) -> ProduceError {
+    let (code, what) = match e {
+        SequenceError::StaleEpoch => (
+            ResponseError::InvalidProducerEpoch,
+            "epoch is older than the producer's current epoch",
+        ),
+        SequenceError::OutOfOrder => (
+            ResponseError::OutOfOrderSequenceNumber,
+            "sequence number is out of order",
+        ),
+        SequenceError::UnknownProducer => (
+            ResponseError::UnknownProducerId,
+            "no state for this producer id",
+        ),
+    };
+    ProduceError::new(
+        code,
+        format!(
+            "producer {} epoch {} sequence {}: {what}",
+            h.producer_id, h.producer_epoch, h.base_sequence
+        ),
+    )
+}
+
 /// Checks a produce request's records for one partition: exactly one RecordBatch v2, a valid
 /// CRC, within `max.message.bytes`. Records are not decoded.
 pub fn validate_records(
@@ -261,6 +291,12 @@ pub fn validate_records(
                 "record count {} does not match lastOffsetDelta {}",
                 header.record_count, header.last_offset_delta
             ),
+        ));
+    }
+    if header.is_transactional() {
+        return Err(ProduceError::new(
+            ResponseError::InvalidTxnState,
+            "transactions are not supported by this broker",
         ));
     }
     if header.is_control() {
