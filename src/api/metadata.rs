@@ -16,10 +16,10 @@ use crate::topics::{names, partition::LEADER_EPOCH, NewTopic, Topic};
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 /// Without ACLs every operation is allowed: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const TOPIC_OPS: i32 =
+pub(super) const TOPIC_OPS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const CLUSTER_OPS: i32 =
+pub(super) const CLUSTER_OPS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataResponse {

@@ -2,14 +2,23 @@
 //! the versions we advertise and serve. ApiVersions is derived from this table, dispatch uses
 //! it, and the protocol tests iterate over it, so what we advertise is exactly what we serve.
 
+mod alter_configs;
 mod api_versions;
+mod configs;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
+mod describe_topic_partitions;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -26,7 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, Message, Request, StrBytes, VersionRange,
+};
 
 use crate::broker::Shared;
 use crate::config::Listener;
@@ -146,6 +157,12 @@ macro_rules! api_table {
             $( ApiSpec { key: ApiKey::$key, min: $min, max: $max, served_min: api_table!(@smin $min $(, $smin)?) }, )*
         ];
 
+        /// For each row: the versions kafka-protocol can decode the request at and encode the
+        /// response at. Every served version must lie in both (checked by a unit test).
+        pub fn codec_ranges() -> Vec<(ApiKey, VersionRange, VersionRange)> {
+            vec![ $( (ApiKey::$key, <$req as Message>::VERSIONS, <<$req as Request>::Response as Message>::VERSIONS), )* ]
+        }
+
         /// Decodes the body, runs the handler and encodes its response frame (`None` when the
         /// request gets no response).
         pub async fn dispatch(
@@ -180,8 +197,8 @@ api_table! {
     Fetch(FetchRequest) => fetch::handle, advertise 4..=18;
     ListOffsets(ListOffsetsRequest) => list_offsets::handle, advertise 1..=10;
     Metadata(MetadataRequest) => metadata::handle, advertise 0..=13;
-    OffsetCommit(OffsetCommitRequest) => offset_commit::handle, advertise 2..=10;
-    OffsetFetch(OffsetFetchRequest) => offset_fetch::handle, advertise 1..=10;
+    OffsetCommit(OffsetCommitRequest) => offset_commit::handle, advertise 2..=9;
+    OffsetFetch(OffsetFetchRequest) => offset_fetch::handle, advertise 1..=9;
     FindCoordinator(FindCoordinatorRequest) => find_coordinator::handle, advertise 0..=6;
     JoinGroup(JoinGroupRequest) => join_group::handle, advertise 0..=9;
     Heartbeat(HeartbeatRequest) => heartbeat::handle, advertise 0..=4;
@@ -192,9 +209,17 @@ api_table! {
     ApiVersions(ApiVersionsRequest) => api_versions::handle, advertise 0..=4;
     CreateTopics(CreateTopicsRequest) => create_topics::handle, advertise 2..=7;
     DeleteTopics(DeleteTopicsRequest) => delete_topics::handle, advertise 1..=6;
-    InitProducerId(InitProducerIdRequest) => init_producer_id::handle, advertise 0..=6;
+    InitProducerId(InitProducerIdRequest) => init_producer_id::handle, advertise 0..=5;
     DeleteGroups(DeleteGroupsRequest) => delete_groups::handle, advertise 0..=2;
     OffsetDelete(OffsetDeleteRequest) => offset_delete::handle, advertise 0..=0;
+    DescribeConfigs(DescribeConfigsRequest) => describe_configs::handle, advertise 1..=4;
+    AlterConfigs(AlterConfigsRequest) => alter_configs::handle, advertise 0..=2;
+    DescribeLogDirs(DescribeLogDirsRequest) => describe_log_dirs::handle, advertise 1..=4;
+    CreatePartitions(CreatePartitionsRequest) => create_partitions::handle, advertise 0..=3;
+    ElectLeaders(ElectLeadersRequest) => elect_leaders::handle, advertise 0..=2;
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) => incremental_alter_configs::handle, advertise 0..=1;
+    DescribeCluster(DescribeClusterRequest) => describe_cluster::handle, advertise 0..=2;
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest) => describe_topic_partitions::handle, advertise 0..=0;
 }
 
 /// The table row for an API key, if we serve it.
@@ -203,3 +228,25 @@ pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
 }
 
 pub use api_versions::unsupported_version_response;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_versions_are_within_the_codec() {
+        for (key, req, resp) in codec_ranges() {
+            let spec = spec(key).unwrap();
+            for v in spec.served_min..=spec.max {
+                assert!(
+                    req.min <= v && v <= req.max,
+                    "{key:?} v{v}: request codec serves {req}"
+                );
+                assert!(
+                    resp.min <= v && v <= resp.max,
+                    "{key:?} v{v}: response codec serves {resp}"
+                );
+            }
+        }
+    }
+}

@@ -217,6 +217,12 @@ pub const BROKER_DEFS: &[Def] = &[
         doc: "Largest request frame; larger ones close the connection.",
     },
     Def {
+        name: "queued.max.request.bytes",
+        kind: long_at_least(-1),
+        default: Some("536870912"),
+        doc: "Request bytes held in memory across all connections before reading waits; -1 for no limit.",
+    },
+    Def {
         name: "max.connections",
         kind: int_at_least(1),
         default: Some("10000"),

@@ -235,11 +235,24 @@ impl GroupCoordinator {
         if !valid_group_id(group_id) {
             return JoinOutcome::error(ResponseError::InvalidGroupId, &req.member_id);
         }
+        // Kafka checks the session and the group's existence before creating it, so a refused
+        // join leaves no empty group behind.
+        if !self.limits.allows_session(req.session_timeout) {
+            return JoinOutcome::error(ResponseError::InvalidSessionTimeout, &req.member_id);
+        }
         if let Err(e) = self.offsets_topic(topics).await {
             return JoinOutcome::error(e, &req.member_id);
         }
         let member_id = req.member_id.clone();
-        let group = self.get_or_create(group_id);
+        // Only a member without an id may create the group.
+        let group = if member_id.is_empty() {
+            self.get_or_create(group_id)
+        } else {
+            match self.get(group_id) {
+                Some(g) => g,
+                None => return JoinOutcome::error(ResponseError::UnknownMemberId, &member_id),
+            }
+        };
         let (rx, persist) = lock(&group).join(req, &self.limits, Instant::now(), now_ms());
         self.apply_persist(topics, &group, persist).await;
         rx.await

@@ -42,6 +42,12 @@ pub struct GroupLimits {
     pub max_size: usize,
 }
 
+impl GroupLimits {
+    pub fn allows_session(&self, session: Duration) -> bool {
+        (self.min_session_timeout..=self.max_session_timeout).contains(&session)
+    }
+}
+
 /// What a JoinGroup waits for.
 #[derive(Debug, Clone)]
 pub struct JoinOutcome {
@@ -263,9 +269,7 @@ impl Group {
             reply(tx, ResponseError::CoordinatorNotAvailable, &req.member_id);
             return (rx, Persist::Nothing);
         }
-        if req.session_timeout < limits.min_session_timeout
-            || req.session_timeout > limits.max_session_timeout
-        {
+        if !limits.allows_session(req.session_timeout) {
             reply(tx, ResponseError::InvalidSessionTimeout, &req.member_id);
             return (rx, Persist::Nothing);
         }

@@ -40,6 +40,7 @@ impl TopicError {
     }
 }
 
+#[derive(Clone)]
 pub struct Topic {
     pub name: Arc<str>,
     pub id: Uuid,
@@ -291,6 +292,140 @@ impl TopicManager {
         Ok(topic)
     }
 
+    /// Changes a topic's config overrides: `change` maps the current overrides to the wanted
+    /// ones, which are validated and normalised here. The record is saved before the new
+    /// settings take effect; with `validate_only` nothing changes. Returns the overrides in
+    /// force (or that would be).
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, TopicError>,
+    ) -> Result<BTreeMap<String, String>, TopicError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
+        let mut configs = BTreeMap::new();
+        for (k, v) in change(&topic.configs)? {
+            let value = config::validate(&k, &v)
+                .map_err(|m| TopicError::new(ResponseError::InvalidConfig, m))?;
+            configs.insert(k, value.render());
+        }
+        if validate_only || configs == topic.configs {
+            return Ok(configs);
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: topic.id,
+            partitions: topic.partitions.len() as i32,
+            configs: configs.clone(),
+        };
+        store::save(&self.data_dir, &record)
+            .map_err(|e| TopicError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        let settings = TopicSettings::resolve(&configs, &self.broker);
+        let updated = Topic {
+            configs: configs.clone(),
+            settings,
+            ..(*topic).clone()
+        };
+        self.write().insert(name.to_string(), Arc::new(updated));
+        info!(topic = name, configs = ?configs, "altered topic configs");
+        Ok(configs)
+    }
+
+    /// Grows a topic to `count` partitions. `assignment`, when given, names the replicas of
+    /// each new partition, which on a single broker must be this node alone.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<&[Vec<i32>]>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
+        let current = topic.partitions.len() as i32;
+        let invalid = |m: String| TopicError::new(ResponseError::InvalidPartitions, m);
+        if topic.internal {
+            // Groups are mapped to its partitions by count; more would strand their offsets.
+            return Err(TopicError::new(
+                ResponseError::InvalidRequest,
+                format!("The number of partitions of the internal topic {name} cannot be changed."),
+            ));
+        }
+        if count == current {
+            return Err(invalid(format!(
+                "Topic already has {current} partition(s)."
+            )));
+        }
+        if count < current {
+            return Err(invalid(format!(
+                "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+            )));
+        }
+        if count > 100_000 {
+            return Err(invalid(format!(
+                "Number of partitions {count} is too large"
+            )));
+        }
+        if let Some(assignment) = assignment {
+            let bad = |m: String| TopicError::new(ResponseError::InvalidReplicaAssignment, m);
+            let added = count - current;
+            if assignment.len() as i64 != added as i64 {
+                return Err(bad(format!(
+                    "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+                    assignment.len()
+                )));
+            }
+            let node = self.broker.node_id();
+            if let Some(replicas) = assignment.iter().find(|r| r.as_slice() != [node]) {
+                return Err(bad(format!(
+                    "A new partition is assigned to brokers {replicas:?}; this single broker is node {node}"
+                )));
+            }
+        }
+        if validate_only {
+            return Ok(topic);
+        }
+        let storage = |e: String| TopicError::new(ResponseError::KafkaStorageError, e);
+        let new_dirs: Vec<PathBuf> = (current..count)
+            .map(|p| partition_dir(&self.data_dir, name, p))
+            .collect();
+        let remove_new = || {
+            for d in &new_dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        };
+        // New logs first, then the record (the commit point): directories without a record
+        // are orphans, removed here on failure or at the next start after a crash.
+        let mut partitions = topic.partitions.clone();
+        for index in current..count {
+            match open_partition(&self.data_dir, &topic.name, index, &topic.settings) {
+                Ok(p) => partitions.push(p),
+                Err(e) => {
+                    remove_new();
+                    return Err(storage(e));
+                }
+            }
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: topic.id,
+            partitions: count,
+            configs: topic.configs.clone(),
+        };
+        if let Err(e) = store::save(&self.data_dir, &record) {
+            remove_new();
+            return Err(storage(e.to_string()));
+        }
+        let updated = Arc::new(Topic {
+            partitions,
+            ..(*topic).clone()
+        });
+        self.write().insert(name.to_string(), updated.clone());
+        info!(topic = name, from = current, to = count, "added partitions");
+        Ok(updated)
+    }
+
     /// Syncs every partition; used on shutdown.
     pub fn sync_all(&self) {
         for topic in self.list() {
@@ -303,6 +438,13 @@ impl TopicManager {
     }
 }
 
+fn unknown_topic(name: &str) -> TopicError {
+    TopicError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("The topic '{name}' does not exist."),
+    )
+}
+
 fn open_topic(
     data_dir: &Path,
     broker: &BrokerConfig,
@@ -312,9 +454,7 @@ fn open_topic(
     let name: Arc<str> = record.name.as_str().into();
     let mut partitions = Vec::new();
     for index in 0..record.partitions {
-        let dir = partition_dir(data_dir, &record.name, index);
-        let log = Log::open(&dir, settings.log_config(), now_ms()).map_err(|e| e.to_string())?;
-        partitions.push(Arc::new(Partition::new(name.clone(), index, log)));
+        partitions.push(open_partition(data_dir, &name, index, &settings)?);
     }
     Ok(Topic {
         name,
@@ -324,6 +464,17 @@ fn open_topic(
         settings,
         internal: record.name.starts_with("__consumer_offsets"),
     })
+}
+
+fn open_partition(
+    data_dir: &Path,
+    topic: &Arc<str>,
+    index: i32,
+    settings: &TopicSettings,
+) -> Result<Arc<Partition>, String> {
+    let dir = partition_dir(data_dir, topic, index);
+    let log = Log::open(&dir, settings.log_config(), now_ms()).map_err(|e| e.to_string())?;
+    Ok(Arc::new(Partition::new(topic.clone(), index, log)))
 }
 
 /// Removes partition directories that belong to no topic (left by an interrupted create or

@@ -1,0 +1,133 @@
+//! What DescribeConfigs, AlterConfigs and IncrementalAlterConfigs share: Kafka's resource
+//! types, config sources and config types, and how topic keys map to broker synonyms.
+
+use kafka_protocol::ResponseError;
+
+use crate::config::defs::Kind;
+use crate::config::BrokerConfig;
+use crate::topics::config::broker_synonym;
+
+/// ConfigResource types.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// DescribeConfigs config sources.
+pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Kafka's ConfigType code for a key's kind (choices are strings, as Kafka types them).
+pub fn config_type(kind: &Kind) -> i8 {
+    match kind {
+        Kind::Bool => 1,
+        Kind::Str | Kind::Choice(_) => 2,
+        Kind::Int { .. } => 3,
+        Kind::Long { .. } => 5,
+        Kind::Double { .. } => 6,
+        Kind::List | Kind::ListOf(_) => 7,
+    }
+}
+
+/// The broker keys that set a topic key's default, highest precedence first. Retention and
+/// roll time each have several spellings; the first one set wins, as in Kafka.
+pub fn topic_synonyms(topic_key: &str) -> Vec<&'static str> {
+    match topic_key {
+        "retention.ms" => vec![
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "segment.ms" => vec!["log.roll.ms", "log.roll.hours"],
+        other => broker_synonym(other).into_iter().collect(),
+    }
+}
+
+/// The broker keys that together decide a broker key's value, highest precedence first.
+pub fn broker_synonyms(key: &str) -> Vec<&str> {
+    match key {
+        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => {
+            let all = [
+                "log.retention.ms",
+                "log.retention.minutes",
+                "log.retention.hours",
+            ];
+            all.iter().skip_while(|k| **k != key).copied().collect()
+        }
+        "log.roll.ms" | "log.roll.hours" => {
+            let all = ["log.roll.ms", "log.roll.hours"];
+            all.iter().skip_while(|k| **k != key).copied().collect()
+        }
+        "log.dir" => vec!["log.dir"],
+        "log.dirs" => vec!["log.dirs", "log.dir"],
+        other => vec![other],
+    }
+}
+
+/// Which broker a BROKER resource names: `Ok(true)` for this node, `Ok(false)` for the
+/// cluster-wide default (the empty name).
+pub fn broker_resource(name: &str, broker: &BrokerConfig) -> Result<bool, (ResponseError, String)> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let node = broker.node_id();
+    match name.trim().parse::<i32>() {
+        Ok(id) if id == node => Ok(true),
+        Ok(id) => Err((
+            ResponseError::InvalidRequest,
+            format!("Unexpected broker id, expected {node} or empty string, but received {id}"),
+        )),
+        Err(_) => Err((
+            ResponseError::InvalidRequest,
+            format!("Broker id must be an integer, but it is: {name}"),
+        )),
+    }
+}
+
+/// The error for a resource type these APIs do not handle.
+pub fn unsupported_resource(resource_type: i8) -> (ResponseError, String) {
+    match resource_type {
+        RESOURCE_BROKER_LOGGER => (
+            ResponseError::InvalidRequest,
+            "Broker loggers are not configurable on this broker; set RUST_LOG at start-up instead"
+                .to_string(),
+        ),
+        t => (
+            ResponseError::InvalidRequest,
+            format!("Unsupported resource type {t}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synonyms_in_precedence_order() {
+        assert_eq!(
+            topic_synonyms("retention.ms"),
+            [
+                "log.retention.ms",
+                "log.retention.minutes",
+                "log.retention.hours"
+            ]
+        );
+        assert_eq!(topic_synonyms("max.message.bytes"), ["message.max.bytes"]);
+        assert!(topic_synonyms("delete.retention.ms").is_empty());
+        assert_eq!(
+            broker_synonyms("log.retention.minutes"),
+            ["log.retention.minutes", "log.retention.hours"]
+        );
+        assert_eq!(broker_synonyms("num.partitions"), ["num.partitions"]);
+    }
+
+    #[test]
+    fn broker_names() {
+        let broker = BrokerConfig::from_pairs(Default::default()).unwrap();
+        assert_eq!(broker_resource("", &broker), Ok(false));
+        assert_eq!(broker_resource("1", &broker), Ok(true));
+        assert!(broker_resource("2", &broker).is_err());
+        assert!(broker_resource("x", &broker).is_err());
+    }
+}
