@@ -104,8 +104,20 @@ impl Broker {
         })?;
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        // The marker says the last stop was clean: logs are trusted without verification. It
+        // is removed before anything is served, so a crash from now on is noticed next time.
+        let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            std::fs::remove_file(&marker).map_err(|e| StartError::Meta {
+                path: marker.clone(),
+                reason: e.to_string(),
+            })?;
+        } else if data_dir.join(crate::topics::store::TOPICS_DIR).exists() {
+            warn!("the last stop was not clean: verifying logs after their recovery points");
+        }
         let (topics, report) =
-            TopicManager::open(&data_dir, config.clone()).map_err(StartError::Topics)?;
+            TopicManager::open(&data_dir, config.clone(), clean).map_err(StartError::Topics)?;
         for line in report {
             warn!("{line}");
         }
@@ -134,6 +146,8 @@ impl Broker {
             request_memory,
         });
         let ticker = tokio::spawn(group_ticker(shared.clone(), stop.subscribe()));
+        let maintenance = tokio::spawn(log_maintenance(shared.clone(), stop.subscribe()));
+        let cleaner = tokio::spawn(log_cleaner(shared.clone(), stop.subscribe()));
         let max_connections = config
             .int("max.connections")
             .clamp(1, Semaphore::MAX_PERMITS as i64) as u32;
@@ -173,6 +187,8 @@ impl Broker {
             )));
         }
         acceptors.push(ticker);
+        acceptors.push(maintenance);
+        acceptors.push(cleaner);
         let address = addrs
             .iter()
             .map(|a| a.to_string())
@@ -226,10 +242,119 @@ impl Broker {
         }
         let shared = self.shared.clone();
         let synced = tokio::task::spawn_blocking(move || shared.topics().sync_all()).await;
-        if synced.is_err() {
-            warn!("syncing logs on shutdown failed");
+        if matches!(synced, Ok(true)) {
+            let marker = self.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+            if let Err(e) = crate::topics::store::write_atomic(&marker, b"") {
+                warn!(error = %e, "cannot write the clean shutdown marker; the next start verifies logs");
+            }
+        } else {
+            warn!("syncing logs on shutdown failed; the next start verifies logs");
         }
         info!(data_dir = %self.data_dir.display(), "shutdown complete");
+    }
+}
+
+/// Written last by a clean shutdown, after every log is synced (Kafka's name for it).
+const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
+
+/// Periodic log upkeep: time-based flushes (`flush.ms`), retention every
+/// `log.retention.check.interval.ms`, and recovery points (with idle producers' expiry) every
+/// `log.flush.offset.checkpoint.interval.ms`.
+async fn log_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let config = shared.config.clone();
+    let every = |k: &str| Duration::from_millis(config.int(k).max(1) as u64);
+    let retention_every = every("log.retention.check.interval.ms");
+    let checkpoint_every = every("log.flush.offset.checkpoint.interval.ms");
+    let producer_expiry = config.int("producer.id.expiration.ms");
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_retention, mut last_checkpoint) = (Instant::now(), Instant::now());
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        flush_due_partitions(&shared).await;
+        if last_retention.elapsed() >= retention_every {
+            last_retention = Instant::now();
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                s.topics.apply_retention(crate::clock::now_ms())
+            })
+            .await;
+        }
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = Instant::now();
+            let s = shared.clone();
+            let cutoff = crate::clock::now_ms() - producer_expiry;
+            let _ = tokio::task::spawn_blocking(move || s.topics.checkpoint(cutoff)).await;
+        }
+    }
+}
+
+/// Compacts the partitions of compacted topics, one at a time, every `log.cleaner.backoff.ms`.
+async fn log_cleaner(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let config = shared.config.clone();
+    if !config.bool("log.cleaner.enable") {
+        return;
+    }
+    let backoff = Duration::from_millis(config.int("log.cleaner.backoff.ms").max(10) as u64);
+    let limits = crate::topics::partition::CleanerLimits {
+        max_keys: (config.int("log.cleaner.dedupe.buffer.size") as usize
+            / crate::log::cleaner::BYTES_PER_ENTRY)
+            .max(1),
+        io_bytes_per_sec: config
+            .double("log.cleaner.io.max.bytes.per.second")
+            .max(1.0),
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        for topic in shared.topics.list() {
+            if !topic.settings.compact {
+                continue;
+            }
+            for p in &topic.partitions {
+                if *stop.borrow() {
+                    return;
+                }
+                let (p, settings) = (p.clone(), topic.settings.clone());
+                let done = tokio::task::spawn_blocking(move || {
+                    p.compact(&settings, limits, crate::clock::now_ms())
+                })
+                .await;
+                match done {
+                    Ok(Ok(c)) if c.records_removed > 0 => info!(
+                        topic = %topic.name,
+                        removed = c.records_removed,
+                        kept = c.records_kept,
+                        bytes_before = c.bytes_before,
+                        bytes_after = c.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(topic = %topic.name, error = %e, "compaction failed"),
+                    Err(e) => warn!(topic = %topic.name, error = %e, "compaction task failed"),
+                }
+            }
+        }
+    }
+}
+
+/// `flush.ms`: partitions of topics that set it are synced once their oldest unflushed data
+/// is about that old (checked every second).
+async fn flush_due_partitions(shared: &Shared) {
+    for topic in shared.topics.list() {
+        if topic.settings.flush_ms == i64::MAX {
+            continue;
+        }
+        for p in &topic.partitions {
+            if let Some(offset) = p.flush_due(topic.settings.flush_ms) {
+                let _ = p.wait_durable(offset).await;
+            }
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub async fn handle(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> Alter
         let name = r.resource_name.as_str();
         let outcome = if repeated.contains(&(r.resource_type, name.to_string())) {
             Err(duplicate_resource(r.resource_type, name))
+        } else if let Err(f) = unique_keys(r.configs.iter().map(|c| c.name.as_str())) {
+            Err(f)
         } else {
             match r.resource_type {
                 RESOURCE_TOPIC => {
@@ -76,6 +78,22 @@ pub fn repeated_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) ->
         .filter(|(_, n)| *n > 1)
         .map(|((t, name), _)| (t, name.to_string()))
         .collect()
+}
+
+/// Each key may appear once per resource.
+pub fn unique_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), Failure> {
+    let mut seen = std::collections::HashSet::new();
+    let repeated: Vec<&str> = keys.filter(|k| !seen.insert(*k)).collect();
+    if repeated.is_empty() {
+        return Ok(());
+    }
+    Err((
+        ResponseError::InvalidRequest,
+        format!(
+            "Error due to duplicate config keys : {}",
+            repeated.join(",")
+        ),
+    ))
 }
 
 pub fn duplicate_resource(resource_type: i8, name: &str) -> Failure {

@@ -114,7 +114,11 @@ mod tests {
             ]
         );
         assert_eq!(topic_synonyms("max.message.bytes"), ["message.max.bytes"]);
-        assert!(topic_synonyms("delete.retention.ms").is_empty());
+        assert_eq!(
+            topic_synonyms("delete.retention.ms"),
+            ["log.cleaner.delete.retention.ms"]
+        );
+        assert!(topic_synonyms("preallocate").is_empty());
         assert_eq!(
             broker_synonyms("log.retention.minutes"),
             ["log.retention.minutes", "log.retention.hours"]

@@ -8,6 +8,7 @@ mod configs;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -210,6 +211,7 @@ api_table! {
     CreateTopics(CreateTopicsRequest) => create_topics::handle, advertise 2..=7;
     DeleteTopics(DeleteTopicsRequest) => delete_topics::handle, advertise 1..=6;
     InitProducerId(InitProducerIdRequest) => init_producer_id::handle, advertise 0..=5;
+    DeleteRecords(DeleteRecordsRequest) => delete_records::handle, advertise 0..=2;
     DeleteGroups(DeleteGroupsRequest) => delete_groups::handle, advertise 0..=2;
     OffsetDelete(OffsetDeleteRequest) => offset_delete::handle, advertise 0..=0;
     DescribeConfigs(DescribeConfigsRequest) => describe_configs::handle, advertise 1..=4;

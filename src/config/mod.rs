@@ -270,6 +270,15 @@ pub const BROKER_DEFS: &[Def] = &[
         default: Some("600000"),
         doc: "How often expired offsets are removed.",
     },
+    Def { name: "log.flush.offset.checkpoint.interval.ms", kind: int_at_least(0), default: Some("60000"), doc: "How often each partition's recovery point is written." },
+    Def { name: "producer.id.expiration.ms", kind: int_at_least(1), default: Some("86400000"), doc: "How long an idle idempotent producer's state is kept." },
+    Def { name: "log.cleaner.enable", kind: Kind::Bool, default: Some("true"), doc: "Run the compaction cleaner for compacted topics." },
+    Def { name: "log.cleaner.backoff.ms", kind: long_at_least(0), default: Some("15000"), doc: "Pause between cleaner passes." },
+    Def { name: "log.cleaner.dedupe.buffer.size", kind: long_at_least(1048576), default: Some("134217728"), doc: "Memory for the cleaner's key map." },
+    Def { name: "log.cleaner.delete.retention.ms", kind: long_at_least(0), default: Some("86400000"), doc: "How long tombstones are kept (default of delete.retention.ms)." },
+    Def { name: "log.cleaner.min.cleanable.ratio", kind: Kind::Double { min: 0.0, max: 1.0 }, default: Some("0.5"), doc: "Dirty ratio that triggers compaction (default of min.cleanable.dirty.ratio)." },
+    Def { name: "log.cleaner.min.compaction.lag.ms", kind: long_at_least(0), default: Some("0"), doc: "Shortest time a record stays uncompacted (default of min.compaction.lag.ms)." },
+    Def { name: "log.cleaner.io.max.bytes.per.second", kind: Kind::Double { min: 0.0, max: f64::MAX }, default: Some("1.7976931348623157E308"), doc: "Cleaner I/O limit in bytes per second." },
     Def {
         name: "offsets.topic.num.partitions",
         kind: int_at_least(1),
@@ -462,6 +471,12 @@ impl BrokerConfig {
             .and_then(Value::as_list)
             .map(<[String]>::to_vec)
             .unwrap_or_default()
+    }
+    pub fn double(&self, key: &str) -> f64 {
+        match self.get(key) {
+            Some(Value::Double(d)) => *d,
+            _ => 0.0,
+        }
     }
     pub fn value(&self, key: &str) -> Option<&Value> {
         self.get(key)

@@ -378,7 +378,6 @@ impl GroupCoordinator {
                     return Err(ResponseError::UnknownMemberId);
                 }
             }
-            GroupState::CompletingRebalance => return Err(ResponseError::RebalanceInProgress),
             _ => {
                 if let Some(i) = instance_id {
                     if g.instances.get(i).is_some_and(|cur| cur != member_id) {
@@ -390,6 +389,11 @@ impl GroupCoordinator {
                 }
                 if generation != g.generation {
                     return Err(ResponseError::IllegalGeneration);
+                }
+                // Only a current member waiting for its assignment is told to wait; a
+                // stranger or a stale generation learns that first, as Kafka tells it.
+                if g.state == GroupState::CompletingRebalance {
+                    return Err(ResponseError::RebalanceInProgress);
                 }
                 if let Some(m) = g.members.get_mut(member_id) {
                     m.last_heartbeat = Instant::now();

@@ -4,9 +4,13 @@
 //! arrived, and hands out byte ranges by offset or timestamp.
 
 pub mod batch;
+pub mod cleaner;
 pub mod index;
 pub mod producers;
 pub mod segment;
+
+#[cfg(test)]
+mod model_tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -78,12 +82,54 @@ pub struct Log {
     /// Offset below which everything is known to be on stable storage.
     flushed_offset: i64,
     producers: Producers,
+    /// The recovery point last written to disk.
+    recovery_point_written: i64,
+    /// Offsets below this were compacted by the last cleaner pass.
+    cleaned_upto: i64,
+}
+
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+const LOG_START_FILE: &str = "log-start-offset";
+const CLEANER_FILE: &str = "cleaner-offset-checkpoint";
+
+/// Reads a checkpoint file holding one offset.
+fn read_offset(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_offset(path: &Path, offset: i64) -> io::Result<()> {
+    crate::topics::store::write_atomic(path, format!("{offset}\n").as_bytes())
+}
+
+fn remove_segment_files(dir: &Path, base: i64) {
+    for suffix in ["log", "index", "timeindex"] {
+        let _ = std::fs::remove_file(dir.join(segment::file_name(base, suffix)));
+    }
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub segments: usize,
+    pub bytes: u64,
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, verifying the newest segment and truncating a torn
-    /// or corrupt tail. Repairs are logged.
+    /// Opens (or creates) the log in `dir` after an unclean stop: see [`Log::open_with`].
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        Log::open_with(dir, config, now_ms, false)
+    }
+
+    /// Opens (or creates) the log in `dir`. After a clean shutdown (`clean`) segments and
+    /// indexes are trusted; otherwise every segment holding offsets at or after the recovery
+    /// point is verified batch by batch (length, magic, CRC32C), a torn or corrupt tail is
+    /// truncated, and any segment after a damaged one is removed. Repairs are logged.
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        clean: bool,
+    ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -94,13 +140,29 @@ impl Log {
                 if let Ok(base) = stem.parse::<i64>() {
                     bases.push(base);
                 }
+            } else if name.ends_with(".cleaned") || name.ends_with(".swap") {
+                // Left by a compaction interrupted before its swap: the original is intact.
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         bases.sort_unstable();
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_offset(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0)
+        };
         let mut segments = BTreeMap::new();
-        let last = bases.last().copied();
-        for base in bases {
-            let verify = Some(base) == last;
+        let mut damaged_at: Option<usize> = None;
+        for (i, base) in bases.iter().copied().enumerate() {
+            if damaged_at.is_some() {
+                // Everything after a damaged segment is unreachable: offsets must be contiguous.
+                warn!(log = %dir.display(), segment = base, "removing a segment that follows a damaged one");
+                remove_segment_files(dir, base);
+                continue;
+            }
+            let last = i + 1 == bases.len();
+            let end = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let verify = last && !clean || end > recovery_point;
             let (seg, repair) =
                 Segment::open(dir, base, verify, config.index_interval_bytes, now_ms)
                     .map_err(io_err(dir))?;
@@ -112,18 +174,29 @@ impl Log {
                     %reason,
                     "truncated a damaged log tail"
                 );
+                if !last {
+                    damaged_at = Some(i);
+                }
             }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(dir, 0, now_ms).map_err(io_err(dir))?);
+            let base = read_offset(&dir.join(LOG_START_FILE)).unwrap_or(0).max(0);
+            segments.insert(
+                base,
+                Segment::create(dir, base, now_ms).map_err(io_err(dir))?,
+            );
         }
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let first_base = segments.keys().next().copied().unwrap_or(0);
         let next_offset = segments
             .values()
             .next_back()
             .map(|s| s.next_offset())
             .unwrap_or(0);
+        // DeleteRecords may have moved the start inside the first segment.
+        let log_start_offset = read_offset(&dir.join(LOG_START_FILE))
+            .unwrap_or(first_base)
+            .clamp(first_base, next_offset);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -132,6 +205,8 @@ impl Log {
             next_offset,
             flushed_offset: next_offset,
             producers: Producers::default(),
+            recovery_point_written: -1,
+            cleaned_upto: read_offset(&dir.join(CLEANER_FILE)).unwrap_or(0),
         };
         log.load_producers().map_err(io_err(dir))?;
         Ok(log)
@@ -355,7 +430,192 @@ impl Log {
             s.sync().map_err(io_err(s.path()))?;
         }
         self.flushed_offset = self.next_offset;
-        self.write_producer_snapshot().map_err(io_err(&self.dir))
+        self.write_producer_snapshot().map_err(io_err(&self.dir))?;
+        self.checkpoint_recovery_point().map_err(io_err(&self.dir))
+    }
+
+    /// Records how far the log is known to be on stable storage: after a crash only what
+    /// follows is verified. Written only when it moved.
+    pub fn checkpoint_recovery_point(&mut self) -> io::Result<()> {
+        if self.flushed_offset == self.recovery_point_written {
+            return Ok(());
+        }
+        write_offset(&self.dir.join(RECOVERY_POINT_FILE), self.flushed_offset)?;
+        self.recovery_point_written = self.flushed_offset;
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (≤ the log end), removing every
+    /// segment wholly below it. Returns the new log start offset.
+    pub fn delete_records(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
+        if offset > self.next_offset || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        if offset == self.next_offset && self.active().size() > 0 {
+            // Everything goes: start a fresh segment so the old ones can all be removed.
+            self.roll(now_ms)?;
+        }
+        self.log_start_offset = offset;
+        write_offset(&self.dir.join(LOG_START_FILE), offset).map_err(io_err(&self.dir))?;
+        let below: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| {
+                s.next_offset() <= offset && s.base_offset() != self.active().base_offset()
+            })
+            .map(|(b, _)| *b)
+            .collect();
+        for base in below {
+            self.remove_segment(base);
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn remove_segment(&mut self, base: i64) -> u64 {
+        let size = self.segments.remove(&base).map(|s| s.size()).unwrap_or(0);
+        // Readers holding the file keep reading it until they drop it.
+        remove_segment_files(&self.dir, base);
+        size
+    }
+
+    /// Time and size retention: removes the oldest segments whose newest timestamp is older
+    /// than `retention_ms` (when ≥ 0), then the oldest while the log exceeds `retention_bytes`
+    /// (when ≥ 0). The active segment is rolled first if it has expired, so a quiet topic
+    /// still empties. The log start offset advances past what was removed.
+    pub fn apply_retention(
+        &mut self,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> Result<Removed, LogError> {
+        let mut removed = Removed::default();
+        if retention_ms >= 0 {
+            let expired = |s: &Segment| {
+                let newest = if s.max_timestamp().0 >= 0 {
+                    s.max_timestamp().0
+                } else {
+                    s.created_ms()
+                };
+                s.size() > 0 && now_ms.saturating_sub(newest) > retention_ms
+            };
+            if expired(self.active()) {
+                self.roll(now_ms)?;
+            }
+            while let Some((&base, seg)) = self.segments.iter().next() {
+                if base == self.active().base_offset() || !expired(seg) {
+                    break;
+                }
+                removed.bytes += self.remove_segment(base);
+                removed.segments += 1;
+            }
+        }
+        if retention_bytes >= 0 {
+            loop {
+                let total = self.size_bytes();
+                let Some((&base, seg)) = self.segments.iter().next() else {
+                    break;
+                };
+                if base == self.active().base_offset()
+                    || total.saturating_sub(seg.size()) < retention_bytes as u64
+                {
+                    break;
+                }
+                removed.bytes += self.remove_segment(base);
+                removed.segments += 1;
+            }
+        }
+        if removed.segments > 0 {
+            let first = self
+                .segments
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(self.next_offset);
+            if first > self.log_start_offset {
+                self.log_start_offset = first;
+                write_offset(&self.dir.join(LOG_START_FILE), first).map_err(io_err(&self.dir))?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The sealed segments, oldest first, for the cleaner: (base offset, slice of the whole
+    /// segment, its newest timestamp).
+    pub fn sealed_segments(&self) -> Vec<(i64, SegmentSlice, i64)> {
+        let active = self.active().base_offset();
+        self.segments
+            .values()
+            .filter(|s| s.base_offset() != active)
+            .map(|s| {
+                (
+                    s.base_offset(),
+                    s.slice_for(s.base_offset()),
+                    s.max_timestamp().0,
+                )
+            })
+            .collect()
+    }
+
+    /// Replaces a sealed segment with a compacted copy written to `cleaned` (same base offset,
+    /// same offsets, fewer records). Nothing happens if the segment is gone or was replaced
+    /// since `expected_size` was read.
+    pub fn replace_segment(
+        &mut self,
+        base: i64,
+        expected_size: u64,
+        cleaned: &Path,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
+        let current = self.segments.get(&base).map(|s| s.size());
+        if current != Some(expected_size) || base == self.active().base_offset() {
+            let _ = std::fs::remove_file(cleaned);
+            return Ok(false);
+        }
+        let target = self.dir.join(segment::file_name(base, "log"));
+        std::fs::rename(cleaned, &target).map_err(io_err(&self.dir))?;
+        for suffix in ["index", "timeindex"] {
+            let _ = std::fs::remove_file(self.dir.join(segment::file_name(base, suffix)));
+        }
+        let (seg, _) = Segment::open(
+            &self.dir,
+            base,
+            true,
+            self.config.index_interval_bytes,
+            now_ms,
+        )
+        .map_err(io_err(&self.dir))?;
+        self.segments.insert(base, seg);
+        Ok(true)
+    }
+
+    /// The base offset of the segment appends go to.
+    pub fn active_base(&self) -> i64 {
+        self.active().base_offset()
+    }
+
+    /// Offsets below this were compacted by the last cleaner pass.
+    pub fn cleaned_upto(&self) -> i64 {
+        self.cleaned_upto
+    }
+
+    pub fn set_cleaned_upto(&mut self, offset: i64) -> io::Result<()> {
+        self.cleaned_upto = offset;
+        write_offset(&self.dir.join(CLEANER_FILE), offset)
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
     }
 }
 

@@ -136,6 +136,10 @@ impl Segment {
         while pos < size {
             let h = read_header(&seg.file, pos)?;
             seg.next_offset = h.last_offset() + 1;
+            // Batches after the last time index entry may hold a newer max timestamp.
+            if h.max_timestamp > seg.max_timestamp.0 {
+                seg.max_timestamp = (h.max_timestamp, h.base_offset);
+            }
             seg.bytes_since_index += h.total_size() as u64;
             pos += h.total_size() as u64;
         }

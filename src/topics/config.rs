@@ -205,6 +205,9 @@ pub const TOPIC_DEFS: &[Def] = &[
 pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
     Some(match topic_key {
         "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "compression.type" => "compression.type",
         "flush.messages" => "log.flush.interval.messages",
         "flush.ms" => "log.flush.interval.ms",
@@ -261,6 +264,9 @@ pub struct TopicSettings {
     pub delete: bool,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
 }
 
 impl TopicSettings {
@@ -286,6 +292,16 @@ impl TopicSettings {
             delete: policy.iter().any(|p| p == "delete"),
             flush_messages: int("flush.messages"),
             flush_ms: int("flush.ms"),
+            delete_retention_ms: int("delete.retention.ms"),
+            min_cleanable_dirty_ratio: match effective(
+                "min.cleanable.dirty.ratio",
+                overrides,
+                broker,
+            ) {
+                Some(Value::Double(d)) => d,
+                _ => 0.5,
+            },
+            min_compaction_lag_ms: int("min.compaction.lag.ms"),
         }
     }
 

@@ -94,12 +94,13 @@ impl TopicManager {
     pub fn open(
         data_dir: &Path,
         broker: Arc<BrokerConfig>,
+        clean: bool,
     ) -> Result<(TopicManager, Vec<String>), String> {
         let (records, mut report) = store::load_all(data_dir)
             .map_err(|e| format!("cannot read topic metadata in {}: {e}", data_dir.display()))?;
         let mut topics = BTreeMap::new();
         for record in records {
-            let topic = open_topic(data_dir, &broker, &record)
+            let topic = open_topic(data_dir, &broker, &record, clean)
                 .map_err(|e| format!("cannot open topic {}: {e}", record.name))?;
             topics.insert(record.name.clone(), Arc::new(topic));
         }
@@ -245,7 +246,7 @@ impl TopicManager {
         let storage = |e: String| TopicError::new(ResponseError::KafkaStorageError, e);
         // Partition directories first, then the metadata record, which is the commit point:
         // directories without a record are removed as orphans at the next start.
-        let topic = open_topic(&self.data_dir, &self.broker, &record).map_err(storage)?;
+        let topic = open_topic(&self.data_dir, &self.broker, &record, true).map_err(storage)?;
         store::save(&self.data_dir, &record).map_err(|e| storage(e.to_string()))?;
         let topic = Arc::new(topic);
         self.write().insert(record.name.clone(), topic.clone());
@@ -327,6 +328,9 @@ impl TopicManager {
             settings,
             ..(*topic).clone()
         };
+        for p in &updated.partitions {
+            p.log().set_config(updated.settings.log_config());
+        }
         self.write().insert(name.to_string(), Arc::new(updated));
         info!(topic = name, configs = ?configs, "altered topic configs");
         Ok(configs)
@@ -399,7 +403,7 @@ impl TopicManager {
         // are orphans, removed here on failure or at the next start after a crash.
         let mut partitions = topic.partitions.clone();
         for index in current..count {
-            match open_partition(&self.data_dir, &topic.name, index, &topic.settings) {
+            match open_partition(&self.data_dir, &topic.name, index, &topic.settings, true) {
                 Ok(p) => partitions.push(p),
                 Err(e) => {
                     remove_new();
@@ -426,15 +430,56 @@ impl TopicManager {
         Ok(updated)
     }
 
-    /// Syncs every partition; used on shutdown.
-    pub fn sync_all(&self) {
+    /// Retention for every topic whose cleanup policy includes delete. Blocking: removes files.
+    pub fn apply_retention(&self, now_ms: i64) {
+        for topic in self.list() {
+            let s = &topic.settings;
+            if !s.delete {
+                continue;
+            }
+            for p in &topic.partitions {
+                match p
+                    .log()
+                    .apply_retention(s.retention_ms, s.retention_bytes, now_ms)
+                {
+                    Ok(r) if r.segments > 0 => {
+                        info!(topic = %topic.name, partition = p.index, segments = r.segments, bytes = r.bytes, "retention removed segments")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(topic = %topic.name, partition = p.index, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every partition's recovery point, and forgets idempotent producers idle since
+    /// before `producer_cutoff_ms`. Blocking.
+    pub fn checkpoint(&self, producer_cutoff_ms: i64) {
+        for topic in self.list() {
+            for p in &topic.partitions {
+                let mut log = p.log();
+                log.expire_producers(producer_cutoff_ms);
+                if let Err(e) = log.checkpoint_recovery_point() {
+                    warn!(topic = %topic.name, partition = p.index, error = %e, "cannot write recovery point");
+                }
+            }
+        }
+    }
+
+    /// Syncs every partition; used on shutdown. False if any partition could not be synced.
+    pub fn sync_all(&self) -> bool {
+        let mut ok = true;
         for topic in self.list() {
             for p in &topic.partitions {
                 if let Err(e) = p.sync_all() {
                     warn!(topic = %topic.name, partition = p.index, error = %e, "sync on shutdown failed");
+                    ok = false;
                 }
             }
         }
+        ok
     }
 }
 
@@ -445,16 +490,19 @@ fn unknown_topic(name: &str) -> TopicError {
     )
 }
 
+/// Opens a topic's partitions; `clean` says the broker stopped cleanly last time, so logs are
+/// trusted without verification.
 fn open_topic(
     data_dir: &Path,
     broker: &BrokerConfig,
     record: &TopicRecord,
+    clean: bool,
 ) -> Result<Topic, String> {
     let settings = TopicSettings::resolve(&record.configs, broker);
     let name: Arc<str> = record.name.as_str().into();
     let mut partitions = Vec::new();
     for index in 0..record.partitions {
-        partitions.push(open_partition(data_dir, &name, index, &settings)?);
+        partitions.push(open_partition(data_dir, &name, index, &settings, clean)?);
     }
     Ok(Topic {
         name,
@@ -471,9 +519,11 @@ fn open_partition(
     topic: &Arc<str>,
     index: i32,
     settings: &TopicSettings,
+    clean: bool,
 ) -> Result<Arc<Partition>, String> {
     let dir = partition_dir(data_dir, topic, index);
-    let log = Log::open(&dir, settings.log_config(), now_ms()).map_err(|e| e.to_string())?;
+    let log =
+        Log::open_with(&dir, settings.log_config(), now_ms(), clean).map_err(|e| e.to_string())?;
     Ok(Arc::new(Partition::new(topic.clone(), index, log)))
 }
 

@@ -67,6 +67,8 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
     log: Mutex<Log>,
+    /// When the oldest data not yet synced was appended, for `flush.ms`.
+    unflushed_since: Mutex<Option<std::time::Instant>>,
     /// Woken on every append, for long-polling fetches.
     pub new_data: Notify,
     flushing: AtomicBool,
@@ -80,6 +82,7 @@ impl Partition {
             topic,
             index,
             log: Mutex::new(log),
+            unflushed_since: Mutex::new(None),
             new_data: Notify::new(),
             flushing: AtomicBool::new(false),
             flushed,
@@ -128,6 +131,13 @@ impl Partition {
         };
         let unflushed = log.next_offset() - log.flushed_offset();
         drop(log);
+        if unflushed > 0 {
+            let mut since = self
+                .unflushed_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            since.get_or_insert_with(std::time::Instant::now);
+        }
         if !appended.duplicate {
             self.new_data.notify_waiters();
         }
@@ -174,7 +184,14 @@ impl Partition {
                     .await;
                     let ok = matches!(synced, Ok(Ok(())));
                     if ok {
-                        self.log().mark_flushed(upto);
+                        let mut log = self.log();
+                        log.mark_flushed(upto);
+                        if log.flushed_offset() >= log.next_offset() {
+                            *self
+                                .unflushed_since
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = None;
+                        }
                     } else {
                         error!(topic = %self.topic, partition = self.index, "fsync failed: {synced:?}");
                     }
@@ -200,6 +217,20 @@ impl Partition {
             high_watermark: log.next_offset(),
         };
         Ok((log.slice_from(offset)?, offsets))
+    }
+
+    /// The offset to sync up to when the oldest unsynced data is older than `flush_ms`.
+    pub fn flush_due(&self, flush_ms: i64) -> Option<i64> {
+        let since = *self
+            .unflushed_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let age = since?.elapsed().as_millis() as i64;
+        if age < flush_ms {
+            return None;
+        }
+        let log = self.log();
+        (log.next_offset() > log.flushed_offset()).then(|| log.next_offset() - 1)
     }
 
     /// Syncs everything; used on shutdown.
@@ -305,7 +336,23 @@ pub fn validate_records(
             "clients may not produce control batches",
         ));
     }
+    if settings.compact && !all_records_keyed(records) {
+        // Compaction keeps the latest record per key: a record without one has no place.
+        return Err(ProduceError::new(
+            ResponseError::InvalidRecord,
+            "Compacted topic cannot accept message without key.",
+        ));
+    }
     Ok(header)
+}
+
+/// Do all records of a batch carry a key? The only record-level check on the produce path,
+/// made for compacted topics as Kafka does.
+fn all_records_keyed(batch: &[u8]) -> bool {
+    let mut buf = Bytes::copy_from_slice(batch);
+    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+        .map(|set| set.records.iter().all(|r| r.key.is_some()))
+        .unwrap_or(false)
 }
 
 impl Partition {
@@ -403,5 +450,102 @@ impl Partition {
                 return Ok(out);
             }
         }
+    }
+}
+
+/// Limits of one cleaner pass.
+#[derive(Debug, Clone, Copy)]
+pub struct CleanerLimits {
+    /// Keys the dedupe map may hold (from `log.cleaner.dedupe.buffer.size`).
+    pub max_keys: usize,
+    /// Bytes per second the cleaner may read and write (`log.cleaner.io.max.bytes.per.second`).
+    pub io_bytes_per_sec: f64,
+}
+
+impl Partition {
+    /// One compaction pass over the sealed segments, if enough of them is dirty. Blocking:
+    /// reads and writes segment files; the partition's lock is only taken to list segments
+    /// and to swap each compacted one in.
+    pub fn compact(
+        &self,
+        settings: &TopicSettings,
+        limits: CleanerLimits,
+        now_ms: i64,
+    ) -> std::io::Result<crate::log::cleaner::Compacted> {
+        use crate::log::cleaner;
+        let (sealed, cleaned_upto, dir, active_base) = {
+            let log = self.log();
+            (
+                log.sealed_segments(),
+                log.cleaned_upto(),
+                log.dir().to_path_buf(),
+                log.active_base(),
+            )
+        };
+        let mut total = crate::log::cleaner::Compacted::default();
+        // Only segments older than min.compaction.lag.ms may be compacted.
+        let lag_cutoff = now_ms.saturating_sub(settings.min_compaction_lag_ms);
+        let n = sealed
+            .iter()
+            .take_while(|(_, _, newest)| *newest <= lag_cutoff)
+            .count();
+        // Where the compactable range ends: the first segment not in it.
+        let range_end = |i: usize| sealed.get(i).map(|(b, _, _)| *b).unwrap_or(active_base);
+        let cleanable = &sealed[..n];
+        let bytes: u64 = cleanable.iter().map(|(_, s, _)| s.end).sum();
+        // Segments ending after the last pass's end are dirty.
+        let dirty: u64 = cleanable
+            .iter()
+            .enumerate()
+            .filter(|(i, (b, _, _))| {
+                let end = cleanable
+                    .get(i + 1)
+                    .map(|(nb, _, _)| *nb)
+                    .unwrap_or(i64::MAX);
+                *b >= cleaned_upto || end > cleaned_upto
+            })
+            .map(|(_, (_, s, _))| s.end)
+            .sum();
+        if bytes == 0
+            || (dirty as f64) / (bytes as f64) < settings.min_cleanable_dirty_ratio
+            || dirty == 0
+        {
+            return Ok(total);
+        }
+        let mut map = std::collections::HashMap::new();
+        let mut covered = 0;
+        for (_, slice, _) in cleanable {
+            if !cleaner::add_to_map(&mut map, slice, limits.max_keys)? {
+                break;
+            }
+            covered += 1;
+        }
+        let tombstone_cutoff = now_ms.saturating_sub(settings.delete_retention_ms);
+        for (base, slice, _) in cleanable.iter().take(covered) {
+            let started = std::time::Instant::now();
+            let dest = cleaner::cleaned_path(&dir, *base);
+            let done = cleaner::compact_segment(slice, &map, tombstone_cutoff, &dest)?;
+            let swapped = self
+                .log()
+                .replace_segment(*base, slice.end, &dest, now_ms)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if swapped {
+                total.records_kept += done.records_kept;
+                total.records_removed += done.records_removed;
+                total.bytes_before += done.bytes_before;
+                total.bytes_after += done.bytes_after;
+            }
+            // Stay under the I/O budget: each segment is read twice and written once.
+            let io = (done.bytes_before * 2 + done.bytes_after) as f64;
+            let budget =
+                std::time::Duration::from_secs_f64((io / limits.io_bytes_per_sec).min(60.0));
+            if let Some(rest) = budget.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        if covered > 0 {
+            self.log().set_cleaned_upto(range_end(covered))?;
+        }
+        Ok(total)
     }
 }

@@ -1,0 +1,457 @@
+//! Storage behaviour through the protocol, checked against what a consumer reads and what is
+//! on disk: DeleteRecords, time and size retention, compaction, and the clean-shutdown marker.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use support::{Conn, Klamm};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )]);
+    let r = conn.call(&req, 7);
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// One batch of records (key, value), timestamped now; `None` value is a tombstone.
+fn batch(records: &[(Option<&str>, Option<&str>)], compression: Compression) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: now,
+            key: k.map(|k| Bytes::from(k.to_string())),
+            value: v.map(|v| Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    conn.call(&req, 9).responses[0].partition_responses[0].error_code
+}
+
+/// A record as a consumer sees it: offset, key, value.
+type Read = (i64, Option<String>, Option<String>);
+
+/// Everything a consumer reads from `offset`: (error, records).
+fn read_all(
+    conn: &mut Conn,
+    topic: &str,
+    mut offset: i64,
+) -> (i16, Vec<Read>) {
+    let mut out = Vec::new();
+    loop {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_current_leader_epoch(-1)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r = conn.call(&req, 12);
+        let p = &r.responses[0].partitions[0];
+        if p.error_code != 0 {
+            return (p.error_code, out);
+        }
+        let mut records = p.records.clone().unwrap_or_default();
+        let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+        let before = out.len();
+        for r in sets
+            .iter()
+            .flat_map(|s| s.records.iter())
+            .filter(|r| r.offset >= offset)
+        {
+            let s = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap());
+            out.push((r.offset, s(&r.key), s(&r.value)));
+        }
+        if out.len() == before {
+            return (0, out);
+        }
+        offset = out.last().unwrap().0 + 1;
+    }
+}
+
+fn list_offset(conn: &mut Conn, topic: &str, ts: i64) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(ts)])]);
+    conn.call(&req, 7).topics[0].partitions[0].offset
+}
+
+fn delete_records(conn: &mut Conn, topic: &str, offset: i64, version: i16) -> (i16, i64) {
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(offset)])]);
+    let r = conn.call(&req, version);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+fn segment_files(k: &Klamm, topic: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(k.data_dir.join(format!("{topic}-0")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn delete_records_every_version_moves_the_log_start() {
+    let mut k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "dr", &[("segment.bytes", "400")]);
+    for i in 0..30 {
+        let v = format!("v{i}");
+        assert_eq!(
+            produce(
+                &mut conn,
+                "dr",
+                batch(&[(Some("k"), Some(&v))], Compression::None)
+            ),
+            0
+        );
+    }
+    for (v, target) in [(0i16, 5i64), (1, 12), (2, 20)] {
+        assert_eq!(
+            delete_records(&mut conn, "dr", target, v),
+            (0, target),
+            "DeleteRecords v{v}"
+        );
+        assert_eq!(list_offset(&mut conn, "dr", -2), target);
+        let (err, _) = read_all(&mut conn, "dr", target - 1);
+        assert_eq!(
+            err, 1,
+            "fetching below the log start is OFFSET_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            read_all(&mut conn, "dr", target).1.first().map(|r| r.0),
+            Some(target)
+        );
+    }
+    // Past the high watermark: OFFSET_OUT_OF_RANGE, nothing changes.
+    assert_eq!(delete_records(&mut conn, "dr", 31, 2).0, 1);
+    assert_eq!(list_offset(&mut conn, "dr", -2), 20);
+    assert!(
+        segment_files(&k, "dr").len() < 10,
+        "segments below the log start are removed: {:?}",
+        segment_files(&k, "dr")
+    );
+    drop(conn);
+    k.restart();
+    let mut conn = Conn::connect(k.addr);
+    assert_eq!(
+        list_offset(&mut conn, "dr", -2),
+        20,
+        "the log start survives a restart"
+    );
+    // -1 deletes up to the high watermark.
+    assert_eq!(delete_records(&mut conn, "dr", -1, 2), (0, 30));
+    assert_eq!(read_all(&mut conn, "dr", 30).1.len(), 0);
+    assert_eq!(
+        produce(
+            &mut conn,
+            "dr",
+            batch(&[(Some("k"), Some("after"))], Compression::None)
+        ),
+        0
+    );
+    assert_eq!(
+        read_all(&mut conn, "dr", 30).1,
+        vec![(30, Some("k".into()), Some("after".into()))]
+    );
+}
+
+#[test]
+fn time_and_size_retention_remove_old_segments() {
+    let k = Klamm::start(&["log.retention.check.interval.ms=200"]);
+    let mut conn = Conn::connect(k.addr);
+    create(
+        &mut conn,
+        "rt",
+        &[("segment.bytes", "300"), ("retention.ms", "1500")],
+    );
+    create(
+        &mut conn,
+        "rb",
+        &[("segment.bytes", "300"), ("retention.bytes", "1000")],
+    );
+    for i in 0..20 {
+        let v = format!("value-{i:03}");
+        assert_eq!(
+            produce(
+                &mut conn,
+                "rt",
+                batch(&[(Some("k"), Some(&v))], Compression::None)
+            ),
+            0
+        );
+        assert_eq!(
+            produce(
+                &mut conn,
+                "rb",
+                batch(&[(Some("k"), Some(&v))], Compression::None)
+            ),
+            0
+        );
+    }
+    // Size: the log shrinks to at most retention.bytes plus one segment, oldest removed first.
+    wait_until("size retention", || list_offset(&mut conn, "rb", -2) > 0);
+    let start = list_offset(&mut conn, "rb", -2);
+    let (_, records) = read_all(&mut conn, "rb", start);
+    assert_eq!(records.last().map(|r| r.0), Some(19));
+    let size: u64 = std::fs::read_dir(k.data_dir.join("rb-0"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(size <= 1300, "rb holds {size} bytes");
+    assert_eq!(
+        read_all(&mut conn, "rb", 0).0,
+        1,
+        "a consumer behind the log start gets OFFSET_OUT_OF_RANGE"
+    );
+    // Time: after retention.ms everything goes, the active segment included.
+    wait_until("time retention", || list_offset(&mut conn, "rt", -2) == 20);
+    assert_eq!(
+        segment_files(&k, "rt").len(),
+        1,
+        "only a fresh empty segment is left"
+    );
+    assert_eq!(list_offset(&mut conn, "rt", -1), 20, "offsets continue");
+    assert_eq!(
+        produce(
+            &mut conn,
+            "rt",
+            batch(&[(Some("k"), Some("new"))], Compression::None)
+        ),
+        0
+    );
+    assert_eq!(read_all(&mut conn, "rt", 20).1.len(), 1);
+}
+
+#[test]
+fn compaction_keeps_the_latest_record_per_key() {
+    let k = Klamm::start(&["log.cleaner.backoff.ms=100"]);
+    let mut conn = Conn::connect(k.addr);
+    create(
+        &mut conn,
+        "cmp",
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "600"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "0"),
+        ],
+    );
+    // Keyless records have no place in a compacted topic.
+    assert_eq!(
+        produce(
+            &mut conn,
+            "cmp",
+            batch(&[(None, Some("x"))], Compression::None)
+        ),
+        87
+    );
+    let codecs = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    let mut expected = std::collections::BTreeMap::new();
+    let mut offset = 0i64;
+    for round in 0..6 {
+        let values: Vec<String> = (0..5).map(|k| format!("k{k}-r{round}")).collect();
+        let recs: Vec<(Option<&str>, Option<&str>)> = ["k0", "k1", "k2", "k3", "k4"]
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (Some(*k), Some(v.as_str())))
+            .collect();
+        assert_eq!(
+            produce(&mut conn, "cmp", batch(&recs, codecs[round % 5])),
+            0
+        );
+        for (i, v) in values.iter().enumerate() {
+            expected.insert(format!("k{i}"), (offset + i as i64, v.clone()));
+        }
+        offset += 5;
+    }
+    // k0 is deleted by a tombstone.
+    assert_eq!(
+        produce(
+            &mut conn,
+            "cmp",
+            batch(&[(Some("k0"), None)], Compression::None)
+        ),
+        0
+    );
+    expected.remove("k0");
+    offset += 1;
+    // Unique keys push everything above into sealed segments.
+    for i in 0..40 {
+        let key = format!("u{i:02}");
+        assert_eq!(
+            produce(
+                &mut conn,
+                "cmp",
+                batch(&[(Some(&key), Some("filler"))], Compression::None)
+            ),
+            0
+        );
+        expected.insert(key, (offset, "filler".into()));
+        offset += 1;
+    }
+    let segments_before = segment_files(&k, "cmp").len();
+    assert!(segments_before > 3);
+    let active_start = segment_files(&k, "cmp")
+        .last()
+        .unwrap()
+        .trim_end_matches(".log")
+        .parse::<i64>()
+        .unwrap();
+    wait_until("compaction", || {
+        let (_, records) = read_all(&mut conn, "cmp", 0);
+        records
+            .iter()
+            .filter(|r| r.1.as_deref().is_some_and(|k| k.starts_with('k')))
+            .count()
+            == 4
+    });
+    let (err, records) = read_all(&mut conn, "cmp", 0);
+    assert_eq!(err, 0);
+    for (off, key, value) in &records {
+        let key = key.clone().unwrap();
+        if *off >= active_start {
+            continue;
+        }
+        let (want_off, want_value) = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} should be gone"));
+        assert_eq!(
+            (off, value.as_deref()),
+            (want_off, Some(want_value.as_str())),
+            "latest record of {key} with its offset"
+        );
+    }
+    let keys: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.1.as_deref())
+        .filter(|k| k.starts_with('k'))
+        .collect();
+    assert_eq!(
+        keys,
+        ["k1", "k2", "k3", "k4"],
+        "one record per key, in offset order, tombstone gone"
+    );
+    // Offsets are preserved and increasing, with gaps.
+    assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(list_offset(&mut conn, "cmp", -1), offset);
+}
+
+#[test]
+fn clean_shutdown_marker() {
+    let mut k = Klamm::start(&[]);
+    let marker = k.data_dir.join(".kafka_cleanshutdown");
+    assert!(!marker.exists(), "removed while running");
+    k.stop();
+    assert!(marker.exists(), "written by a clean shutdown");
+    k.start_again();
+    assert!(!marker.exists());
+    assert!(!k.log_contains("last stop was not clean"));
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "m", &[]);
+    drop(conn);
+    k.kill();
+    assert!(!marker.exists());
+    k.start_again();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(k.log_contains("last stop was not clean"));
+}
