@@ -38,8 +38,18 @@ def run(handlers):
         return 0
     except Exception as e:  # report every client error verbatim to the runner
         traceback.print_exc()
-        emit({"error": "%s: %s" % (type(e).__name__, e)})
+        emit({"error": describe(e)})
         return 1
+
+
+def describe(e):
+    """Exception text including what caused it: some client bindings wrap the
+    real error (e.g. a broker-reported one) in a vague outer exception."""
+    parts = []
+    while e is not None and len(parts) < 4:
+        parts.append("%s: %s" % (type(e).__name__, str(e) or "(no message; client gave up waiting)"))
+        e = e.__cause__ or e.__context__
+    return " <- caused by ".join(parts)
 
 
 def enc(s):

@@ -9,16 +9,17 @@ const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require(path.jo
 const RESULT_MARK = '@@RESULT@@ '
 const CODECS = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP }
 
-// Optional codec packages; a missing one turns that codec into a skip.
+// Optional codec packages; one that fails to load turns its codec into a skip.
+const codecTrouble = { zstd: 'no zstd codec package installed (the available one needs a native build)' }
 try {
   CompressionCodecs[CompressionTypes.Snappy] = require(path.join(modules, 'kafkajs-snappy'))
   CODECS.snappy = CompressionTypes.Snappy
-} catch (e) {}
+} catch (e) { codecTrouble.snappy = e.message }
 try {
   const LZ4 = require(path.join(modules, 'kafkajs-lz4'))
   CompressionCodecs[CompressionTypes.LZ4] = new LZ4().codec
   CODECS.lz4 = CompressionTypes.LZ4
-} catch (e) {}
+} catch (e) { codecTrouble.lz4 = e.message }
 
 class Skip extends Error {}
 
@@ -134,7 +135,7 @@ ops.delete_topic = req => withAdmin(req, async admin => {
 
 ops.produce = async req => {
   const codec = req.codec || 'none'
-  if (!(codec in CODECS)) throw new Skip(`kafkajs has no ${codec} codec installed`)
+  if (!(codec in CODECS)) throw new Skip(`kafkajs cannot use ${codec}: ${codecTrouble[codec]}`)
   const producer = client(req).producer({
     idempotent: !!req.idempotent,
     maxInFlightRequests: req.idempotent ? 1 : undefined,
@@ -149,16 +150,36 @@ ops.produce = async req => {
       if (r.timestamp !== null && r.timestamp !== undefined) m.timestamp = String(r.timestamp)
       return m
     })
-    const meta = await producer.send({ topic: req.topic, messages, acks: -1, compression: CODECS[codec] })
-    // kafkajs reports one base offset per partition; records of a partition
-    // were appended in send order.
-    const next = {}
-    for (const m of meta) next[m.partition] = Number(m.baseOffset)
-    const offsets = messages.map(m => (m.partition === undefined ? null : [m.partition, next[m.partition]++]))
+    // kafkajs puts everything of one send() for a partition into one batch,
+    // which the broker rejects above message.max.bytes (as Kafka does), so
+    // large inputs go out in several sends.
+    const offsets = []
+    for (const chunk of chunks(messages, 512 * 1024)) {
+      const meta = await producer.send({ topic: req.topic, messages: chunk, acks: -1, compression: CODECS[codec] })
+      // One base offset per partition; a partition's records keep send order.
+      const next = {}
+      for (const m of meta) next[m.partition] = Number(m.baseOffset)
+      for (const m of chunk) offsets.push(m.partition === undefined ? null : [m.partition, next[m.partition]++])
+    }
     return { offsets, timestamps_set: true }
   } finally {
     await producer.disconnect()
   }
+}
+
+function chunks (messages, maxBytes) {
+  const out = [[]]
+  let size = 0
+  for (const m of messages) {
+    const n = (m.value ? m.value.length : 0) + (m.key ? m.key.length : 0) + 64
+    if (size + n > maxBytes && out[out.length - 1].length) {
+      out.push([])
+      size = 0
+    }
+    out[out.length - 1].push(m)
+    size += n
+  }
+  return out
 }
 
 ops.consume = req => withCluster(req, async cluster => {

@@ -7,6 +7,7 @@ Limits of kcat itself (not of the broker) are reported as skips.
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def kcat(req, args, stdin=None, timeout=None):
     p = subprocess.run(cmd, input=stdin, capture_output=True,
                        timeout=timeout or remaining(deadline(req)))
     if p.returncode != 0:
-        raise RuntimeError("%s exited %d: %s" % (" ".join(cmd[3:]), p.returncode,
+        raise RuntimeError("%s exited %d: %s" % (shlex.join(["kcat"] + args), p.returncode,
                                                   p.stderr.decode(errors="replace").strip()))
     return p.stdout.decode("utf-8", errors="replace")
 
@@ -141,7 +142,7 @@ def list_offsets(req):
 
 
 def group_cmd(req, extra):
-    return [KCAT, "-b", req["bootstrap"], "-G", req["group"], "-J", "-X", "auto.offset.reset=earliest",
+    return [KCAT, "-b", req["bootstrap"], "-G", req["group"], "-J", "-u", "-X", "auto.offset.reset=earliest",
             "-X", "client.id=klamm-compat-kcat"] + extra + [req["topic"]]
 
 
@@ -169,15 +170,27 @@ class Member:
             elif "revoked:" in text:
                 self.owned = []
 
-    def stop(self, timeout):
+    def terminate(self):
         # SIGTERM makes kcat close the consumer, which commits consumed offsets.
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout):
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            raise RuntimeError("kcat -G did not exit on SIGTERM")
+            raise RuntimeError("kcat -G did not exit within %.0fs of SIGTERM; log: %s"
+                               % (timeout, self.log[-3:]))
+
+
+def stop_all(members, until):
+    # Signal every member first: closing one makes the group rebalance,
+    # which the others would otherwise have to sit through one by one.
+    for m in members:
+        m.terminate()
+    for m in members:
+        m.wait(max(5.0, remaining(until)))
 
 
 def group_split(req):
@@ -204,8 +217,7 @@ def group_split(req):
             time.sleep(0.1)
         owned = [list(m.owned) for m in members]
     finally:
-        for m in members:
-            m.stop(remaining(until))
+        stop_all(members, until)
     return {"members": [{"partitions": owned[i], "records": members[i].records} for i in range(2)]}
 
 
@@ -221,8 +233,10 @@ def group_resume(req):
                 if time.monotonic() > quiet_until:
                     break
             time.sleep(0.1)
+        if m.proc.poll() is not None:
+            raise RuntimeError("kcat -G exited early with code %s; log: %s" % (m.proc.returncode, m.log[-3:]))
     finally:
-        m.stop(remaining(until))
+        stop_all([m], until)
     return {"records": m.records}
 
 

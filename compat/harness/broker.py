@@ -44,7 +44,10 @@ class Broker:
             log.write("\n===== start #%d: %s\n" % (self.starts, " ".join(args)))
             offset = log.tell()
         log = open(self.log_path, "a")
-        env = dict(os.environ, NO_COLOR="1")
+        # The broker reads KLAMM_* variables as configuration; the matrix's own
+        # KLAMM_BIN is not meant for it.
+        env = {k: v for k, v in os.environ.items() if k != "KLAMM_BIN"}
+        env["NO_COLOR"] = "1"
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
         log.close()

@@ -1,5 +1,6 @@
 """Test records and the checks applied to what comes back."""
 
+import hashlib
 import json
 import time
 
@@ -35,6 +36,21 @@ def mixed_records(tag, partitions=2):
     specs += [("key-%d" % i, "value-%d %s" % (i, tag), [("i", str(i))]) for i in range(8, 16)]
     return [record(k, v, h, partition=i % partitions, timestamp=base + i)
             for i, (k, v, h) in enumerate(specs)]
+
+
+def bulk_records(count=4000):
+    """Enough data that reading it back takes several fetches: `count` small
+    records on partition 0 (over 1 MB, a common per-partition fetch limit)
+    and a single 900 KB record among small ones on partition 1."""
+    base = now_ms() - 60_000
+    filler = hashlib.sha256(b"klamm").hexdigest() * 4  # 256 chars
+    recs = [record("k-%d" % i, "v-%d-%s" % (i, filler), [("bulk", "yes")], partition=0, timestamp=base + i)
+            for i in range(count)]
+    blob = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(900_000 // 64))
+    for i in range(10):
+        value = blob if i == 5 else "small-%d" % i
+        recs.append(record("p1-%d" % i, value, [], partition=1, timestamp=base + i))
+    return recs
 
 
 def json_lines(n, tag):

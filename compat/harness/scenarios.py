@@ -6,7 +6,7 @@ import signal
 import time
 
 from harness import clients
-from harness.records import compare, json_lines, mixed_records, now_ms
+from harness.records import bulk_records, compare, json_lines, mixed_records, now_ms
 
 # Auto-created topics get this many partitions (the runner sets num.partitions).
 AUTO_PARTITIONS = 2
@@ -160,6 +160,12 @@ def offset(ctx):
     check(offs == {"earliest": 0, "latest": 0}, "ListOffsets on empty [1]: %s, expected 0/0" % offs)
 
 
+def bulk(ctx):
+    topic = ctx.topic()
+    produce(ctx, topic, bulk_records())
+    verify(ctx, topic)
+
+
 def quickstart(ctx):
     """Produce a few JSON lines the way the Kafka quick-start does (no key,
     no partition, client-chosen timestamps) and read the topic from the start."""
@@ -263,6 +269,7 @@ SCENARIOS = [
     Scenario("create", create),
     *[Scenario("produce-" + c, produce_with(c)) for c in CODECS],
     Scenario("offset", offset),
+    Scenario("bulk", bulk),
     Scenario("quickstart", quickstart),
     Scenario("restart", before=restart_before, after=restart_after, restart=signal.SIGTERM, budget=240),
     Scenario("crash", before=restart_before, after=restart_after, restart=signal.SIGKILL, budget=240),

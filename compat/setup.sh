@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the compatibility matrix needs: a Python venv with the pinned
+# clients, the pinned Node packages, and (when run as root) kcat.
+# Safe to re-run: each step is skipped when its inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Python clients. A stamp holding the requirements' hash avoids re-running pip.
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "$want" > .venv/.requirements.sha256
+fi
+
+# Node clients. kafkajs-lz4 is optional: if its native part cannot build,
+# the matrix reports lz4 as skipped for kafkajs.
+if command -v npm >/dev/null; then
+    want=$(sha256sum package-lock.json | cut -d' ' -f1)
+    if [ "$(cat node_modules/.lock.sha256 2>/dev/null)" != "$want" ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+        echo "$want" > node_modules/.lock.sha256
+    fi
+else
+    echo "setup.sh: npm not found; kafkajs will be reported missing" >&2
+fi
+
+# kcat comes from the distribution.
+if ! command -v kcat >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq kcat >/dev/null
+    else
+        echo "setup.sh: kcat not installed (apt-get install kcat); it will be reported missing" >&2
+    fi
+fi
+echo "compat setup done"

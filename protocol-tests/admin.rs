@@ -1,0 +1,962 @@
+//! The admin APIs against the real broker, at every version we serve: configs (describe,
+//! alter, incremental alter), partitions, cluster, log dirs, topic partitions and elections,
+//! their happy paths and the ways they refuse bad input without changing anything.
+
+mod support;
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use klamm::api::APIS;
+use support::{Conn, Klamm};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const ELECTION_NOT_NEEDED: i16 = 84;
+const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn name(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let spec = APIS.iter().find(|s| s.key == key).expect("API in table");
+    spec.served_min..=spec.max
+}
+
+fn create(conn: &mut Conn, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(s(k))
+                            .with_value(Some(s(v)))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(5000);
+    let resp = conn.call(&req, 7);
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "create {topic}: {:?}",
+        resp.topics[0].error_message
+    );
+}
+
+fn partition_count(conn: &mut Conn, topic: &str) -> usize {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let resp = conn.call(&req, 12);
+    assert_eq!(resp.topics[0].error_code, 0, "metadata {topic}");
+    resp.topics[0].partitions.len()
+}
+
+/// Describes one resource at `version`, with synonyms and (where the version has it)
+/// documentation.
+fn describe(
+    conn: &mut Conn,
+    resource_type: i8,
+    resource: &str,
+    keys: Option<&[&str]>,
+    version: i16,
+) -> describe_configs_response::DescribeConfigsResult {
+    let req = DescribeConfigsRequest::default()
+        .with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(s(resource))
+                .with_configuration_keys(keys.map(|k| k.iter().map(|k| s(k)).collect())),
+        ])
+        .with_include_synonyms(true)
+        .with_include_documentation(version >= 3);
+    let mut resp = conn.call(&req, version);
+    assert_eq!(resp.results.len(), 1);
+    resp.results.remove(0)
+}
+
+fn topic_configs(conn: &mut Conn, topic: &str) -> Vec<DescribeConfigsResourceResult> {
+    let r = describe(conn, TOPIC, topic, None, 4);
+    assert_eq!(r.error_code, 0, "describe {topic}: {:?}", r.error_message);
+    r.configs
+}
+
+fn config(conn: &mut Conn, topic: &str, key: &str) -> DescribeConfigsResourceResult {
+    topic_configs(conn, topic)
+        .into_iter()
+        .find(|c| c.name.as_str() == key)
+        .unwrap_or_else(|| panic!("{topic} has no config {key}"))
+}
+
+fn value(conn: &mut Conn, topic: &str, key: &str) -> (String, i8) {
+    let c = config(conn, topic, key);
+    (
+        c.value.map(|v| v.to_string()).unwrap_or_default(),
+        c.config_source,
+    )
+}
+
+/// The overrides of a topic: every config whose source is the topic itself.
+fn overrides(conn: &mut Conn, topic: &str) -> Vec<(String, String)> {
+    topic_configs(conn, topic)
+        .into_iter()
+        .filter(|c| c.config_source == SOURCE_DYNAMIC_TOPIC)
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.map(|v| v.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn alter(
+    conn: &mut Conn,
+    resource_type: i8,
+    resource: &str,
+    configs: &[(&str, Option<&str>)],
+    validate_only: bool,
+    version: i16,
+) -> (i16, Option<String>) {
+    let req = AlterConfigsRequest::default()
+        .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(resource))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s(k))
+                            .with_value(v.map(s))
+                    })
+                    .collect(),
+            )])
+        .with_validate_only(validate_only);
+    let resp = conn.call(&req, version);
+    assert_eq!(resp.responses.len(), 1);
+    let r = &resp.responses[0];
+    assert_eq!(r.resource_name.as_str(), resource);
+    assert_eq!(r.resource_type, resource_type);
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+/// One incremental change: key, operation, value.
+type Op<'a> = (&'a str, i8, Option<&'a str>);
+
+fn incremental(
+    conn: &mut Conn,
+    resource_type: i8,
+    resource: &str,
+    ops: &[Op],
+    validate_only: bool,
+    version: i16,
+) -> (i16, Option<String>) {
+    let req = IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(s(resource))
+                .with_configs(
+                    ops.iter()
+                        .map(|(k, op, v)| {
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(*op)
+                                .with_value(v.map(s))
+                        })
+                        .collect(),
+                ),
+        ])
+        .with_validate_only(validate_only);
+    let resp = conn.call(&req, version);
+    assert_eq!(resp.responses.len(), 1);
+    let r = &resp.responses[0];
+    assert_eq!(r.resource_name.as_str(), resource);
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+fn create_partitions(
+    conn: &mut Conn,
+    topic: &str,
+    count: i32,
+    assignment: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+    version: i16,
+) -> (i16, Option<String>) {
+    let req = CreatePartitionsRequest::default()
+        .with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(count)
+                .with_assignments(assignment.map(|a| {
+                    a.into_iter()
+                        .map(|ids| {
+                            create_partitions_request::CreatePartitionsAssignment::default()
+                                .with_broker_ids(ids.into_iter().map(BrokerId).collect())
+                        })
+                        .collect()
+                })),
+        ])
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only);
+    let resp = conn.call(&req, version);
+    assert_eq!(resp.results.len(), 1);
+    let r = &resp.results[0];
+    assert_eq!(r.name.0.as_str(), topic);
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+fn produce(conn: &mut Conn, topic: &str, partition: i32, values: &[&str]) {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(buf.freeze()))])]);
+    let resp = conn.call(&req, 9);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "produce {topic}-{partition}");
+}
+
+#[test]
+fn describe_configs_every_version() {
+    let k = Klamm::start(&["message.max.bytes=2000000", "log.retention.hours=2"]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "dc", 1, &[("retention.ms", "1234")]);
+    for v in versions(ApiKey::DescribeConfigs) {
+        let r = describe(&mut conn, TOPIC, "dc", None, v);
+        assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+        assert_eq!(r.resource_type, TOPIC);
+        assert_eq!(r.resource_name.as_str(), "dc");
+        let find = |key: &str| {
+            r.configs
+                .iter()
+                .find(|c| c.name.as_str() == key)
+                .unwrap_or_else(|| panic!("v{v}: no {key}"))
+        };
+        // A topic override: its own synonym first, then the broker's, then the default.
+        let retention = find("retention.ms");
+        assert_eq!(retention.value.as_deref(), Some("1234"), "v{v}");
+        assert_eq!(retention.config_source, SOURCE_DYNAMIC_TOPIC, "v{v}");
+        assert!(!retention.read_only && !retention.is_sensitive);
+        let syn: Vec<(&str, Option<&str>, i8)> = retention
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+            .collect();
+        assert_eq!(
+            syn,
+            vec![
+                ("retention.ms", Some("1234"), SOURCE_DYNAMIC_TOPIC),
+                ("log.retention.hours", Some("2"), SOURCE_STATIC_BROKER),
+                ("log.retention.hours", Some("168"), SOURCE_DEFAULT),
+            ],
+            "v{v}"
+        );
+        // Set on the broker only.
+        let max = find("max.message.bytes");
+        assert_eq!(max.value.as_deref(), Some("2000000"), "v{v}");
+        assert_eq!(max.config_source, SOURCE_STATIC_BROKER, "v{v}");
+        // Neither: Kafka's default.
+        let segment = find("segment.bytes");
+        assert_eq!(segment.value.as_deref(), Some("1073741824"), "v{v}");
+        assert_eq!(segment.config_source, SOURCE_DEFAULT, "v{v}");
+        if v >= 3 {
+            assert_eq!(retention.config_type, 5, "LONG");
+            assert_eq!(segment.config_type, 3, "INT");
+            assert_eq!(find("cleanup.policy").config_type, 7, "LIST");
+            assert_eq!(find("preallocate").config_type, 1, "BOOLEAN");
+            assert_eq!(find("min.cleanable.dirty.ratio").config_type, 6, "DOUBLE");
+            assert_eq!(find("message.timestamp.type").config_type, 2, "STRING");
+            assert!(retention
+                .documentation
+                .as_ref()
+                .is_some_and(|d| !d.is_empty()));
+        }
+
+        // Only the keys asked for.
+        let r = describe(&mut conn, TOPIC, "dc", Some(&["segment.ms", "nope"][..]), v);
+        let names: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["segment.ms"], "v{v}");
+
+        let r = describe(&mut conn, TOPIC, "missing", None, v);
+        assert_eq!(r.error_code, UNKNOWN_TOPIC_OR_PARTITION, "v{v}");
+        assert!(r.configs.is_empty());
+
+        // This broker: its static configuration, read-only.
+        let r = describe(&mut conn, BROKER, "1", None, v);
+        assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+        let max = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "message.max.bytes")
+            .expect("message.max.bytes");
+        assert_eq!(max.value.as_deref(), Some("2000000"));
+        assert_eq!(max.config_source, SOURCE_STATIC_BROKER);
+        assert!(max.read_only);
+        let partitions = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "num.partitions")
+            .expect("num.partitions");
+        assert_eq!(partitions.value.as_deref(), Some("1"));
+        assert_eq!(partitions.config_source, SOURCE_DEFAULT);
+
+        // The cluster-wide default has no dynamic configs; other brokers do not exist.
+        let r = describe(&mut conn, BROKER, "", None, v);
+        assert_eq!((r.error_code, r.configs.len()), (0, 0), "v{v}");
+        let r = describe(&mut conn, BROKER, "7", None, v);
+        assert_eq!(r.error_code, INVALID_REQUEST, "v{v}");
+        let r = describe(&mut conn, BROKER_LOGGER, "1", None, v);
+        assert_eq!(r.error_code, INVALID_REQUEST, "v{v}");
+    }
+}
+
+#[test]
+fn alter_configs_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    for v in versions(ApiKey::AlterConfigs) {
+        let t = format!("ac{v}");
+        create(&mut conn, &t, 1, &[("segment.ms", "100000")]);
+        let ok = alter(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[
+                ("retention.ms", Some("4321")),
+                ("cleanup.policy", Some("compact")),
+            ],
+            false,
+            v,
+        );
+        assert_eq!(ok, (0, None), "v{v}");
+        // The whole override set is replaced: segment.ms is back to its default.
+        assert_eq!(
+            overrides(&mut conn, &t),
+            vec![
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("retention.ms".to_string(), "4321".to_string()),
+            ],
+            "v{v}"
+        );
+        assert_eq!(value(&mut conn, &t, "segment.ms").1, SOURCE_DEFAULT);
+
+        let before = overrides(&mut conn, &t);
+        let (code, message) = alter(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[("retention.ms", Some("soon"))],
+            false,
+            v,
+        );
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        assert!(message.is_some_and(|m| m.contains("retention.ms")));
+        let (code, message) = alter(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[("no.such.key", Some("1"))],
+            false,
+            v,
+        );
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        assert!(message.is_some_and(|m| m.contains("no.such.key")));
+        let (code, _) = alter(&mut conn, TOPIC, &t, &[("retention.ms", None)], false, v);
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        let twice = [("retention.ms", Some("1")), ("retention.ms", Some("2"))];
+        let (code, _) = alter(&mut conn, TOPIC, &t, &twice, false, v);
+        assert_eq!(code, INVALID_REQUEST, "v{v}");
+        assert_eq!(
+            overrides(&mut conn, &t),
+            before,
+            "v{v}: refused changes change nothing"
+        );
+
+        // validate_only checks but changes nothing.
+        let ok = alter(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[("retention.ms", Some("1"))],
+            true,
+            v,
+        );
+        assert_eq!(ok, (0, None), "v{v}");
+        let (code, _) = alter(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[("retention.ms", Some("x"))],
+            true,
+            v,
+        );
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        assert_eq!(overrides(&mut conn, &t), before, "v{v}: validate_only");
+
+        let (code, _) = alter(
+            &mut conn,
+            TOPIC,
+            "missing",
+            &[("retention.ms", Some("1"))],
+            false,
+            v,
+        );
+        assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION, "v{v}");
+
+        // Broker configs are static: refused with a reason, unless nothing changes.
+        let (code, message) = alter(
+            &mut conn,
+            BROKER,
+            "1",
+            &[("num.partitions", Some("3"))],
+            false,
+            v,
+        );
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        assert!(message.is_some_and(|m| m.contains("num.partitions")));
+        assert_eq!(alter(&mut conn, BROKER, "1", &[], false, v), (0, None));
+        let (code, _) = alter(&mut conn, BROKER, "9", &[], false, v);
+        assert_eq!(code, INVALID_REQUEST, "v{v}");
+    }
+}
+
+#[test]
+fn incremental_alter_configs_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        let t = format!("iac{v}");
+        create(&mut conn, &t, 1, &[("segment.ms", "100000")]);
+        let ok = incremental(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[
+                ("retention.ms", SET, Some("98765")),
+                ("cleanup.policy", APPEND, Some("compact")),
+            ],
+            false,
+            v,
+        );
+        assert_eq!(ok, (0, None), "v{v}");
+        // Other overrides stay.
+        assert_eq!(
+            value(&mut conn, &t, "segment.ms"),
+            ("100000".into(), SOURCE_DYNAMIC_TOPIC)
+        );
+        assert_eq!(
+            value(&mut conn, &t, "retention.ms"),
+            ("98765".into(), SOURCE_DYNAMIC_TOPIC)
+        );
+        // APPEND starts from the default, "delete".
+        assert_eq!(
+            value(&mut conn, &t, "cleanup.policy"),
+            ("delete,compact".into(), SOURCE_DYNAMIC_TOPIC)
+        );
+        let ok = incremental(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[
+                ("cleanup.policy", SUBTRACT, Some("delete")),
+                ("segment.ms", DELETE, None),
+            ],
+            false,
+            v,
+        );
+        assert_eq!(ok, (0, None), "v{v}");
+        assert_eq!(value(&mut conn, &t, "cleanup.policy").0, "compact");
+        assert_eq!(value(&mut conn, &t, "segment.ms").1, SOURCE_DEFAULT);
+
+        let before = overrides(&mut conn, &t);
+        let refused: [(&[Op], i16); 6] = [
+            (&[("retention.ms", SET, Some("-5"))], INVALID_CONFIG),
+            (&[("max.message.bytes", SET, Some("big"))], INVALID_CONFIG),
+            (&[("no.such.key", SET, Some("1"))], INVALID_CONFIG),
+            (&[("retention.ms", APPEND, Some("1"))], INVALID_CONFIG),
+            (
+                &[
+                    ("retention.ms", SET, Some("1")),
+                    ("retention.ms", DELETE, None),
+                ],
+                INVALID_REQUEST,
+            ),
+            // The good change is not applied when another in the same resource fails.
+            (
+                &[
+                    ("retention.ms", SET, Some("1")),
+                    ("segment.bytes", SET, Some("1")),
+                ],
+                INVALID_CONFIG,
+            ),
+        ];
+        for (ops, expected) in refused {
+            let (code, message) = incremental(&mut conn, TOPIC, &t, ops, false, v);
+            assert_eq!(code, expected, "v{v} {ops:?}: {message:?}");
+            assert!(message.is_some());
+        }
+        assert_eq!(
+            overrides(&mut conn, &t),
+            before,
+            "v{v}: refused changes change nothing"
+        );
+
+        let ok = incremental(
+            &mut conn,
+            TOPIC,
+            &t,
+            &[("retention.ms", SET, Some("1"))],
+            true,
+            v,
+        );
+        assert_eq!(ok, (0, None), "v{v}");
+        assert_eq!(overrides(&mut conn, &t), before, "v{v}: validate_only");
+
+        let (code, _) = incremental(
+            &mut conn,
+            TOPIC,
+            "missing",
+            &[("retention.ms", DELETE, None)],
+            false,
+            v,
+        );
+        assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION, "v{v}");
+        let (code, _) = incremental(
+            &mut conn,
+            BROKER,
+            "1",
+            &[("num.partitions", SET, Some("2"))],
+            false,
+            v,
+        );
+        assert_eq!(code, INVALID_CONFIG, "v{v}");
+        let (code, _) = incremental(
+            &mut conn,
+            BROKER,
+            "",
+            &[("num.partitions", DELETE, None)],
+            false,
+            v,
+        );
+        assert_eq!(code, 0, "v{v}: nothing dynamic to delete");
+    }
+}
+
+#[test]
+fn altered_configs_survive_restart_and_take_effect() {
+    let mut k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "keep", 1, &[]);
+    let ok = incremental(
+        &mut conn,
+        TOPIC,
+        "keep",
+        &[
+            ("retention.ms", SET, Some("3600000")),
+            ("max.message.bytes", SET, Some("200")),
+        ],
+        false,
+        1,
+    );
+    assert_eq!(ok, (0, None));
+    // The new limit applies at once.
+    let big = "x".repeat(400);
+    let records: Vec<Record> = vec![Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(big)),
+        headers: IndexMap::new(),
+    }];
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("keep"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(buf.freeze()))])]);
+    let resp = conn.call(&req, 9);
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code, 10,
+        "MESSAGE_TOO_LARGE under the new max.message.bytes"
+    );
+    let (code, _) = create_partitions(&mut conn, "keep", 3, None, false, 3);
+    assert_eq!(code, 0);
+
+    k.restart();
+    let mut conn = Conn::connect(k.addr);
+    assert_eq!(
+        value(&mut conn, "keep", "retention.ms"),
+        ("3600000".into(), SOURCE_DYNAMIC_TOPIC)
+    );
+    assert_eq!(value(&mut conn, "keep", "max.message.bytes").0, "200");
+    assert_eq!(partition_count(&mut conn, "keep"), 3);
+}
+
+#[test]
+fn create_partitions_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    for v in versions(ApiKey::CreatePartitions) {
+        let t = format!("cp{v}");
+        create(&mut conn, &t, 2, &[]);
+        assert_eq!(
+            create_partitions(&mut conn, &t, 3, None, false, v),
+            (0, None),
+            "v{v}"
+        );
+        assert_eq!(partition_count(&mut conn, &t), 3);
+        produce(&mut conn, &t, 2, &["new"]);
+
+        for count in [2, 3, 0, -1] {
+            let (code, message) = create_partitions(&mut conn, &t, count, None, false, v);
+            assert_eq!(code, INVALID_PARTITIONS, "v{v} to {count}: {message:?}");
+        }
+        // validate_only checks but adds nothing.
+        assert_eq!(
+            create_partitions(&mut conn, &t, 5, None, true, v),
+            (0, None)
+        );
+        let (code, _) = create_partitions(&mut conn, &t, 1, None, true, v);
+        assert_eq!(code, INVALID_PARTITIONS);
+        assert_eq!(partition_count(&mut conn, &t), 3, "v{v}: state unchanged");
+
+        // Manual assignment: to this node only, one list per new partition.
+        let (code, _) = create_partitions(&mut conn, &t, 5, Some(vec![vec![1]]), false, v);
+        assert_eq!(code, INVALID_REPLICA_ASSIGNMENT, "v{v}");
+        let (code, _) = create_partitions(&mut conn, &t, 4, Some(vec![vec![2]]), false, v);
+        assert_eq!(code, INVALID_REPLICA_ASSIGNMENT, "v{v}");
+        assert_eq!(partition_count(&mut conn, &t), 3);
+        let ok = create_partitions(&mut conn, &t, 5, Some(vec![vec![1], vec![1]]), false, v);
+        assert_eq!(ok, (0, None), "v{v}");
+        assert_eq!(partition_count(&mut conn, &t), 5);
+
+        let (code, _) = create_partitions(&mut conn, "missing", 4, None, false, v);
+        assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    // The same topic twice in one request is refused for both.
+    let topic = create_partitions_request::CreatePartitionsTopic::default()
+        .with_name(name("cp0"))
+        .with_count(9);
+    let req = CreatePartitionsRequest::default()
+        .with_topics(vec![topic.clone(), topic])
+        .with_timeout_ms(5000);
+    let resp = conn.call(&req, 3);
+    assert!(resp.results.iter().all(|r| r.error_code == INVALID_REQUEST));
+    assert_eq!(partition_count(&mut conn, "cp0"), 5);
+}
+
+#[test]
+fn describe_cluster_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    let metadata = conn.call(&MetadataRequest::default().with_topics(Some(vec![])), 12);
+    let cluster_id = metadata.cluster_id.expect("cluster id").to_string();
+    for v in versions(ApiKey::DescribeCluster) {
+        let req =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let resp = conn.call(&req, v);
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(resp.cluster_id.as_str(), cluster_id);
+        assert_eq!(resp.controller_id, BrokerId(1));
+        assert_eq!(resp.brokers.len(), 1);
+        let b = &resp.brokers[0];
+        assert_eq!(b.broker_id, BrokerId(1));
+        assert_eq!(b.host.as_str(), k.addr.ip().to_string());
+        assert_eq!(b.port, k.addr.port() as i32);
+        assert!(resp.cluster_authorized_operations > 0);
+        if v >= 1 {
+            assert_eq!(resp.endpoint_type, 1);
+            let resp = conn.call(&DescribeClusterRequest::default().with_endpoint_type(2), v);
+            assert_eq!(resp.error_code, MISMATCHED_ENDPOINT_TYPE, "v{v}");
+        }
+    }
+}
+
+#[test]
+fn describe_log_dirs_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "ld", 2, &[]);
+    create(&mut conn, "other", 1, &[]);
+    produce(&mut conn, "ld", 1, &["a", "b", "c"]);
+    let dir = std::fs::canonicalize(&k.data_dir).unwrap();
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let resp = conn.call(&DescribeLogDirsRequest::default().with_topics(None), v);
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.results.len(), 1);
+        let r = &resp.results[0];
+        assert_eq!(r.error_code, 0);
+        assert_eq!(std::path::Path::new(r.log_dir.as_str()), dir);
+        let ld = r
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == "ld")
+            .expect("ld listed");
+        assert_eq!(ld.partitions.len(), 2);
+        let size = |p: i32| {
+            ld.partitions
+                .iter()
+                .find(|x| x.partition_index == p)
+                .map(|x| (x.partition_size, x.offset_lag))
+                .expect("partition")
+        };
+        assert_eq!(size(0), (0, 0), "v{v}");
+        assert!(size(1).0 > 0, "v{v}: produced bytes count");
+        assert!(r.topics.iter().any(|t| t.name.0.as_str() == "other"));
+
+        // Only what is asked for; unknown topics and partitions are left out.
+        let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(name("ld"))
+                .with_partitions(vec![1, 7]),
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(name("missing"))
+                .with_partitions(vec![0]),
+        ]));
+        let resp = conn.call(&req, v);
+        let topics = &resp.results[0].topics;
+        assert_eq!(topics.len(), 1, "v{v}");
+        let parts: Vec<i32> = topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect();
+        assert_eq!(parts, [1]);
+    }
+}
+
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "dtp-a", 3, &[]);
+    create(&mut conn, "dtp-b", 2, &[]);
+    create(&mut conn, "dtp-c", 1, &[]);
+    let page = |conn: &mut Conn, topics: &[&str], cursor: Option<(&str, i32)>, limit: i32| {
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        describe_topic_partitions_request::TopicRequest::default()
+                            .with_name(name(t))
+                    })
+                    .collect(),
+            )
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| {
+                describe_topic_partitions_request::Cursor::default()
+                    .with_topic_name(name(t))
+                    .with_partition_index(p)
+            }));
+        let resp = conn.call(&req, 0);
+        let got: Vec<(String, i16, Vec<i32>)> = resp
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(),
+                    t.error_code,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect();
+        let next = resp
+            .next_cursor
+            .map(|c| (c.topic_name.0.to_string(), c.partition_index));
+        (got, next, resp.topics)
+    };
+    let t = |n: &str, ps: &[i32]| (n.to_string(), 0i16, ps.to_vec());
+
+    let (got, next, topics) = page(&mut conn, &[], None, 2000);
+    assert_eq!(
+        got,
+        vec![
+            t("dtp-a", &[0, 1, 2]),
+            t("dtp-b", &[0, 1]),
+            t("dtp-c", &[0])
+        ]
+    );
+    assert_eq!(next, None);
+    let p = &topics[0].partitions[0];
+    assert_eq!(p.leader_id, BrokerId(1));
+    assert_eq!(p.replica_nodes, vec![BrokerId(1)]);
+    assert_eq!(p.isr_nodes, vec![BrokerId(1)]);
+    assert_eq!(p.eligible_leader_replicas, Some(vec![]));
+    assert_eq!(p.last_known_elr, Some(vec![]));
+    assert!(!topics[0].topic_id.is_nil());
+
+    // Two partitions per page, following the cursor.
+    let (got, next, _) = page(&mut conn, &[], None, 2);
+    assert_eq!(got, vec![t("dtp-a", &[0, 1])]);
+    assert_eq!(next, Some(("dtp-a".into(), 2)));
+    let (got, next, _) = page(&mut conn, &[], Some(("dtp-a", 2)), 2);
+    assert_eq!(got, vec![t("dtp-a", &[2]), t("dtp-b", &[0])]);
+    assert_eq!(next, Some(("dtp-b".into(), 1)));
+    let (got, next, _) = page(&mut conn, &[], Some(("dtp-b", 1)), 2);
+    assert_eq!(got, vec![t("dtp-b", &[1]), t("dtp-c", &[0])]);
+    assert_eq!(next, None);
+    let (got, next, _) = page(&mut conn, &[], None, 3);
+    assert_eq!(got, vec![t("dtp-a", &[0, 1, 2])]);
+    assert_eq!(next, Some(("dtp-b".into(), 0)));
+
+    // Named topics, in name order, unknown ones with an error.
+    let (got, _, _) = page(&mut conn, &["dtp-c", "nope", "dtp-a"], None, 2000);
+    assert_eq!(
+        got,
+        vec![
+            t("dtp-a", &[0, 1, 2]),
+            t("dtp-c", &[0]),
+            ("nope".to_string(), UNKNOWN_TOPIC_OR_PARTITION, vec![]),
+        ]
+    );
+    // A cursor must name one of the requested topics.
+    let (got, _, _) = page(&mut conn, &["dtp-a"], Some(("dtp-b", 0)), 2000);
+    assert_eq!(got, vec![("dtp-a".to_string(), INVALID_REQUEST, vec![])]);
+}
+
+#[test]
+fn elect_leaders_every_version() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "el", 2, &[]);
+    for v in versions(ApiKey::ElectLeaders) {
+        let req = ElectLeadersRequest::default()
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("el"))
+                    .with_partitions(vec![0, 1, 5]),
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("missing"))
+                    .with_partitions(vec![0]),
+            ]))
+            .with_timeout_ms(5000);
+        let resp = conn.call(&req, v);
+        assert_eq!(resp.error_code, 0);
+        let got: Vec<(String, i32, i16)> = resp
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result
+                    .iter()
+                    .map(|p| (t.topic.0.to_string(), p.partition_id, p.error_code))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("el".to_string(), 0, ELECTION_NOT_NEEDED),
+                ("el".to_string(), 1, ELECTION_NOT_NEEDED),
+                ("el".to_string(), 5, UNKNOWN_TOPIC_OR_PARTITION),
+                ("missing".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION),
+            ],
+            "v{v}"
+        );
+        // Every partition: none needed an election, so none is listed.
+        let resp = conn.call(
+            &ElectLeadersRequest::default().with_topic_partitions(None),
+            v,
+        );
+        assert_eq!(resp.error_code, 0);
+        assert!(resp.replica_election_results.is_empty(), "v{v}");
+    }
+}
