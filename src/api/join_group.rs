@@ -7,7 +7,8 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
-use crate::group::state::JoinRequest;
+use crate::group::state::{JoinOutcome, JoinRequest};
+use kafka_protocol::ResponseError;
 
 pub async fn handle(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let version = ctx.api_version;
@@ -33,11 +34,16 @@ pub async fn handle(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGrou
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let out = ctx
+    let member_id = join.member_id.clone();
+    let joining = ctx
         .shared
         .groups()
-        .join(ctx.shared.topics(), req.group_id.0.as_str(), join)
-        .await;
+        .join(ctx.shared.topics(), req.group_id.0.as_str(), join);
+    // A join can wait for a whole rebalance; a shutting-down broker answers at once so the
+    // client retries once it is back.
+    let out = super::until_shutdown(ctx, joining)
+        .await
+        .unwrap_or_else(|| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, &member_id));
     let members = out
         .members
         .into_iter()

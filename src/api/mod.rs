@@ -111,6 +111,21 @@ impl<'a> RequestContext<'a> {
     }
 }
 
+/// Runs a request's wait, cut short (`None`) when the broker starts shutting down.
+pub async fn until_shutdown<T>(
+    ctx: &RequestContext<'_>,
+    wait: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut stop = ctx.shared.shutdown_signal();
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        out = wait => Some(out),
+        _ = stop.changed() => None,
+    }
+}
+
 /// Why a request could not be served: the connection is closed with this reason logged.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {

@@ -14,20 +14,19 @@ pub async fn handle(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGrou
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
     let protocol_type = req.protocol_type.as_ref().map(|s| s.to_string());
     let protocol_name = req.protocol_name.as_ref().map(|s| s.to_string());
-    let out = ctx
-        .shared
-        .groups()
-        .sync(
-            ctx.shared.topics(),
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            instance.as_deref(),
-            req.generation_id,
-            protocol_type.as_deref(),
-            protocol_name.as_deref(),
-            assignments,
-        )
-        .await;
+    let syncing = ctx.shared.groups().sync(
+        ctx.shared.topics(),
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        instance.as_deref(),
+        req.generation_id,
+        protocol_type.as_deref(),
+        protocol_name.as_deref(),
+        assignments,
+    );
+    let out = super::until_shutdown(ctx, syncing)
+        .await
+        .unwrap_or(Err(kafka_protocol::ResponseError::CoordinatorNotAvailable));
     let v5 = ctx.api_version >= 5;
     match out {
         Ok((ptype, pname, assignment)) => SyncGroupResponse::default()

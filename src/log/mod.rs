@@ -166,6 +166,9 @@ impl Log {
             let (seg, repair) =
                 Segment::open(dir, base, verify, config.index_interval_bytes, now_ms)
                     .map_err(io_err(dir))?;
+            if let Some(reason) = repair.index_rebuilt {
+                warn!(log = %dir.display(), segment = base, %reason, "rebuilt the segment's indexes");
+            }
             if let Some(reason) = &repair.reason {
                 warn!(
                     log = %dir.display(),

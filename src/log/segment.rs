@@ -21,6 +21,8 @@ pub struct Repair {
     pub first_dropped_offset: Option<i64>,
     pub bytes_dropped: u64,
     pub reason: Option<String>,
+    /// Why the indexes of a segment that was to be trusted had to be rebuilt.
+    pub index_rebuilt: Option<&'static str>,
 }
 
 pub struct Segment {
@@ -97,6 +99,13 @@ impl Segment {
             }
         };
         let trusted = loaded.is_some();
+        let index_rebuilt = (!verify && !trusted).then(|| {
+            if index_path.exists() && time_path.exists() {
+                "index file damaged"
+            } else {
+                "index file missing"
+            }
+        });
         let (index, time_index) = match loaded {
             Some(pair) => pair,
             None => (
@@ -124,7 +133,8 @@ impl Segment {
             created_ms,
         };
         if !trusted {
-            let repair = seg.rebuild(index_interval)?;
+            let mut repair = seg.rebuild(index_interval)?;
+            repair.index_rebuilt = index_rebuilt;
             return Ok((seg, repair));
         }
         // Trust the indexes; only the tail after the last index entry is walked to find the
