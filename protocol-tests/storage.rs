@@ -97,11 +97,7 @@ fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {
 type Read = (i64, Option<String>, Option<String>);
 
 /// Everything a consumer reads from `offset`: (error, records).
-fn read_all(
-    conn: &mut Conn,
-    topic: &str,
-    mut offset: i64,
-) -> (i16, Vec<Read>) {
+fn read_all(conn: &mut Conn, topic: &str, mut offset: i64) -> (i16, Vec<Read>) {
     let mut out = Vec::new();
     loop {
         let req = FetchRequest::default()

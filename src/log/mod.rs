@@ -143,6 +143,10 @@ impl Log {
             } else if name.ends_with(".cleaned") || name.ends_with(".swap") {
                 // Left by a compaction interrupted before its swap: the original is intact.
                 let _ = std::fs::remove_file(entry.path());
+            } else if name.ends_with(".tmp") {
+                // A snapshot or checkpoint whose atomic write was interrupted; the previous
+                // file is intact.
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         bases.sort_unstable();
@@ -166,6 +170,11 @@ impl Log {
             let (seg, repair) =
                 Segment::open(dir, base, verify, config.index_interval_bytes, now_ms)
                     .map_err(io_err(dir))?;
+            if verify {
+                // What survived the crash may only be in the page cache: make it durable before
+                // it counts as flushed.
+                seg.sync().map_err(io_err(dir))?;
+            }
             if let Some(reason) = repair.index_rebuilt {
                 warn!(log = %dir.display(), segment = base, %reason, "rebuilt the segment's indexes");
             }
@@ -367,17 +376,25 @@ impl Log {
             .range(..=offset)
             .next_back()
             .filter(|(_, s)| s.next_offset() > offset)
-            .or_else(|| self.segments.range(offset + 1..).next())
+            // Compaction or a crash can leave segments empty: skip to one holding batches.
+            .or_else(|| {
+                self.segments
+                    .range(offset + 1..)
+                    .find(|(_, s)| s.size() > 0)
+            })
             .map(|(_, s)| s);
         Ok(seg.map(|s| s.slice_for(offset)))
     }
 
     /// Slices of every segment that may hold a timestamp ≥ `timestamp`, oldest first.
     pub fn slices_for_time(&self, timestamp: i64) -> Vec<SegmentSlice> {
+        // The first segment whose newest timestamp reaches `timestamp` holds the answer, so
+        // one slice suffices however many segments there are.
         self.segments
             .values()
-            .filter(|s| s.max_timestamp().0 >= timestamp)
+            .find(|s| s.max_timestamp().0 >= timestamp)
             .map(|s| s.slice_for_time(timestamp))
+            .into_iter()
             .collect()
     }
 

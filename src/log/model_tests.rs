@@ -70,7 +70,7 @@ enum Op {
     Roll,
     /// Advances the clock, which may trigger time-based rolls.
     Tick(i64),
-    /// Reads from `start + pick % (end - start + 1)`.
+    /// Reads from offset `pick % (end + 1)`: any offset of the log, or its end.
     Read {
         pick: u64,
     },
@@ -434,6 +434,11 @@ proptest! {
     // PROPTEST_CASES=5000 for a deeper run.
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        // Failing seeds are kept beside this file (model_tests.proptest-regressions), so they
+        // re-run first and travel with the code.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     })]
 
