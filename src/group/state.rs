@@ -356,7 +356,6 @@ impl Group {
                     if let Some(s) = old.awaiting_sync.take() {
                         let _ = s.send(Err(ResponseError::FencedInstanceId));
                     }
-                    let unchanged = old.protocols == req.protocols;
                     old.id = new_id.clone();
                     old.protocols = req.protocols.clone();
                     old.session_timeout = req.session_timeout;
@@ -369,6 +368,10 @@ impl Group {
                     if self.leader.as_deref() == Some(&old_id) {
                         self.leader = Some(new_id.clone());
                     }
+                    // Only a change of the group's protocol forces a rebalance, as in Kafka:
+                    // the metadata itself may differ after a restart (cooperative-sticky puts
+                    // the owned partitions and the previous generation in it).
+                    let unchanged = self.select_protocol() == self.protocol_name;
                     if self.state == GroupState::Stable && unchanged {
                         let mut outcome = self.outcome_for(&new_id);
                         // Only the leader learns the members; a replaced follower just syncs.
@@ -490,7 +493,11 @@ impl Group {
         if self.join_delay_until.is_some_and(|d| now < d) {
             return Persist::Nothing;
         }
-        let all_joined = self.members.values().all(|m| m.awaiting_join.is_some());
+        // Members handed an id (MEMBER_ID_REQUIRED) that have not rejoined yet count as not
+        // joined, as in Kafka: completing without them means another rebalance moments later,
+        // which the others only learn of at their next heartbeat.
+        let all_joined =
+            self.members.values().all(|m| m.awaiting_join.is_some()) && self.pending.is_empty();
         let timed_out = self.rebalance_deadline.is_some_and(|d| now >= d);
         if !all_joined && !timed_out {
             return Persist::Nothing;
@@ -761,7 +768,7 @@ impl Group {
             }
             None => {
                 if self.pending.remove(member_id).is_some() {
-                    return Ok(Persist::Nothing);
+                    return Ok(self.maybe_complete_join(now, now_ms));
                 }
                 if !self.members.contains_key(member_id) {
                     return Err(ResponseError::UnknownMemberId);
@@ -974,6 +981,30 @@ mod tests {
         g.tick(&l, later, 0);
         assert_eq!(g.members.len(), 1);
         assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn join_waits_for_members_that_were_handed_an_id() {
+        let l = limits(0);
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let (mut a, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let (mut b, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let a_id = outcome(&mut a).unwrap().member_id;
+        let b_id = outcome(&mut b).unwrap().member_id;
+        let (mut a, _) = g.join(req(&a_id, &["range"]), &l, t0, 0);
+        assert!(
+            outcome(&mut a).is_none(),
+            "b holds an id and has not rejoined yet"
+        );
+        let (mut b, _) = g.join(req(&b_id, &["range"]), &l, t0, 0);
+        let (a, b) = (outcome(&mut a).unwrap(), outcome(&mut b).unwrap());
+        assert_eq!(
+            (a.generation, b.generation),
+            (1, 1),
+            "one rebalance for both"
+        );
+        assert_eq!(a.members.len() + b.members.len(), 2);
     }
 
     #[test]
