@@ -14,7 +14,7 @@ import time
 
 from harness import clients
 from harness.broker import Broker, BrokerError
-from harness.scenarios import AUTO_PARTITIONS, SCENARIOS, Ctx, Fail, Skip
+from harness.scenarios import AUTO_PARTITIONS, SCENARIOS, Ctx, Fail, Skip, self_checked
 
 # Scenarios (harness/scenarios.py) not run by default until the broker has
 # the APIs they need. Naming one in --scenarios runs it anyway.
@@ -53,9 +53,10 @@ def pick(arg, known, what):
 
 
 class Matrix:
-    def __init__(self, args, broker, missing):
+    def __init__(self, args, broker, missing, unavailable):
         self.args, self.broker = args, broker
         self.missing = missing  # client -> why it cannot run here
+        self.unavailable = unavailable  # client -> why it is skipped by design here
         self.results = {}  # (scenario, client) -> (status, reason)
         self.memory = {}   # what each client wrote, for the restart scenarios
         self.stopped = False
@@ -72,8 +73,9 @@ class Matrix:
     def attempt(self, sc, client, fn, ctx):
         """Run one phase; returns True if it passed. Records anything else."""
         start = time.monotonic()
+        call = self_checked(sc, fn) if client in clients.SELF_CHECKING else fn
         try:
-            fn(ctx)
+            call(ctx)
             ok, status, reason = True, PASSED, ""
         except Skip as e:
             ok, status, reason = False, SKIPPED, str(e)
@@ -111,6 +113,8 @@ class Matrix:
                     self.record(sc.name, client, SKIPPED, "not run: stopped after a failure (--no-keep-going)")
                 elif sc.name in NOT_YET_ENABLED and not self.args.explicit_scenarios:
                     self.record(sc.name, client, SKIPPED, "not enabled yet: " + NOT_YET_ENABLED[sc.name])
+                elif client in self.unavailable:
+                    self.record(sc.name, client, SKIPPED, self.unavailable[client])
                 elif client in self.missing:
                     status = FAILED if os.environ.get("CI") == "true" else SKIPPED
                     self.record(sc.name, client, status, "MISSING CLIENT: " + self.missing[client])
@@ -196,13 +200,18 @@ def main():
         return 2
     workdir = tempfile.mkdtemp(prefix="compat-matrix-")
     broker = Broker(binary, workdir, BROKER_OVERRIDES)
-    missing = {}
+    missing, unavailable = {}, {}
     for c in args.clients:
+        reason = clients.unavailable_reason(c)
+        if reason:
+            unavailable[c] = reason
+            print("note: %s is skipped: %s" % (c, reason), file=sys.stderr)
+            continue
         reason = clients.missing_reason(c)
         if reason:
             missing[c] = reason
             print("!" * 72 + "\n!!! %s IS MISSING: %s\n" % (c, reason) + "!" * 72, file=sys.stderr)
-    matrix = Matrix(args, broker, missing)
+    matrix = Matrix(args, broker, missing, unavailable)
 
     try:
         broker.start()

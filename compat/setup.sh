@@ -35,4 +35,13 @@ if ! command -v kcat >/dev/null; then
         echo "setup.sh: kcat not installed (apt-get install kcat); it will be reported missing" >&2
     fi
 fi
+# The Kafka CLI and Java clients run only with KAFKA_HOME set (see README.md);
+# then they need a JDK, which Debian has.
+if [ -n "${KAFKA_HOME:-}" ] && ! command -v javac >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+    else
+        echo "setup.sh: no JDK (apt-get install openjdk-17-jdk-headless); kafka-cli and java will fail" >&2
+    fi
+fi
 echo "compat setup done"

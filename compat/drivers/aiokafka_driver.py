@@ -8,7 +8,7 @@ from common import Skip, deadline, enc, record_out, remaining, run, stable_split
 
 import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import for_code
 
@@ -70,6 +70,14 @@ async def topic_metadata(req):
 async def create_topic(req):
     async def go(a):
         resp = await a.create_topics([NewTopic(req["topic"], req["partitions"], 1)])
+        raise_response_errors(resp.to_object())
+        return {}
+    return await with_admin(req, go)
+
+
+async def create_partitions(req):
+    async def go(a):
+        resp = await a.create_partitions({req["topic"]: NewPartitions(req["count"])})
         raise_response_errors(resp.to_object())
         return {}
     return await with_admin(req, go)
@@ -228,7 +236,8 @@ def sync(fn):
 if __name__ == "__main__":
     sys.exit(run({name: sync(fn) for name, fn in {
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
-        "create_topic": create_topic, "delete_topic": delete_topic, "produce": produce,
+        "create_topic": create_topic, "create_partitions": create_partitions, "delete_topic": delete_topic,
+        "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
     }.items()}))

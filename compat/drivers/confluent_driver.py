@@ -8,7 +8,9 @@ from common import deadline, enc, record_out, remaining, run, stable_split
 
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, NewTopic, ResourceType)
+from confluent_kafka import ConsumerGroupTopicPartitions
 
 
 def conf(req, **extra):
@@ -58,6 +60,11 @@ def create_topic(req):
     a = AdminClient(conf(req))
     return admin_call(req, a.create_topics([NewTopic(req["topic"], num_partitions=req["partitions"],
                                                      replication_factor=1)]))
+
+
+def create_partitions(req):
+    a = AdminClient(conf(req))
+    return admin_call(req, a.create_partitions([NewPartitions(req["topic"], req["count"])]))
 
 
 def delete_topic(req):
@@ -227,10 +234,117 @@ def group_resume(req):
         c.close()
 
 
+def describe_configs(req):
+    res = ConfigResource(ResourceType.TOPIC, req["topic"])
+    a = AdminClient(conf(req))  # must outlive the future
+    entries = a.describe_configs([res])[res].result(timeout=remaining(deadline(req)))
+    return {"dynamic": {name: e.value for name, e in entries.items()
+                        if getattr(e.source, "value", e.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}}
+
+
+def alter_configs(req):
+    ops = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in req["set"].items()]
+    ops += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in req["delete"]]
+    res = ConfigResource(ResourceType.TOPIC, req["topic"], incremental_configs=ops)
+    a = AdminClient(conf(req))
+    return admin_call(req, a.incremental_alter_configs([res]))
+
+
+def group_commit(req):
+    """Read `count` records as a member of the group, then commit."""
+    until = deadline(req)
+    c = group_member(req)
+    try:
+        c.subscribe([req["topic"]])
+        out = []
+        while len(out) < req["count"] and time.monotonic() < until:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                raise KafkaException(m.error())
+            out.append(message_out(m))
+        if out:
+            c.commit(asynchronous=False)
+        return {"records": out}
+    finally:
+        c.close()
+
+
+def end_offsets(req, partitions):
+    c = plain_consumer(req)
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(req["topic"], p),
+                                           timeout=remaining(deadline(req))) for p in partitions}
+    finally:
+        c.close()
+
+
+def committed_offsets(req):
+    a = AdminClient(conf(req))
+    fut = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(req["group"])])[req["group"]]
+    tps = fut.result(timeout=remaining(deadline(req))).topic_partitions
+    return {tp.partition: tp.offset for tp in tps if tp.topic == req["topic"]}
+
+
+def group_offsets(req):
+    committed = committed_offsets(req)
+    marks = end_offsets(req, sorted(committed))
+    return {"partitions": {str(p): {"committed": off, "end": marks[p][1]} for p, off in committed.items()}}
+
+
+def group_reset(req):
+    """Set the group's offsets the way kafka-consumer-groups.sh --reset-offsets
+    does, computing the targets on the client side."""
+    committed = committed_offsets(req)
+    parts = sorted(committed)
+    marks = end_offsets(req, parts)
+    to = req["to"]
+    if to == "earliest":
+        target = {p: marks[p][0] for p in parts}
+    elif to == "latest":
+        target = {p: marks[p][1] for p in parts}
+    elif to == "offset":
+        target = {p: min(max(req["offset"], marks[p][0]), marks[p][1]) for p in parts}
+    elif to == "shift":
+        target = {p: min(max(committed[p] + req["by"], marks[p][0]), marks[p][1]) for p in parts}
+    elif to == "datetime":
+        c = plain_consumer(req)
+        try:
+            found = c.offsets_for_times([TopicPartition(req["topic"], p, req["timestamp"]) for p in parts],
+                                        timeout=remaining(deadline(req)))
+        finally:
+            c.close()
+        # No record at or after the time: the log end, as the Kafka tool does.
+        target = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+    else:
+        raise ValueError("unknown reset %r" % to)
+    tps = [TopicPartition(req["topic"], p, off) for p, off in target.items()]
+    a = AdminClient(conf(req))
+    fut = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(req["group"], tps)])[req["group"]]
+    fut.result(timeout=remaining(deadline(req)))
+    return {"offsets": {str(p): off for p, off in target.items()}}
+
+
+def list_groups(req):
+    a = AdminClient(conf(req))  # must outlive the future
+    res = a.list_consumer_groups().result(timeout=remaining(deadline(req)))
+    return {"groups": sorted(g.group_id for g in res.valid)}
+
+
+def delete_group(req):
+    a = AdminClient(conf(req))
+    return admin_call(req, a.delete_consumer_groups([req["group"]]))
+
+
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
-        "create_topic": create_topic, "delete_topic": delete_topic, "produce": produce,
+        "create_topic": create_topic, "create_partitions": create_partitions, "delete_topic": delete_topic,
+        "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
+        "describe_configs": describe_configs, "alter_configs": alter_configs,
+        "group_commit": group_commit, "group_offsets": group_offsets, "group_reset": group_reset,
+        "list_groups": list_groups, "delete_group": delete_group,
     }))

@@ -8,6 +8,7 @@ from common import Skip, deadline, enc, record_out, remaining, run, stable_split
 
 import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewPartitions
 from kafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 
 CODECS = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
@@ -54,6 +55,15 @@ def create_topic(req):
     a = admin(req)
     try:
         a.create_topics({req["topic"]: {"num_partitions": req["partitions"], "replication_factor": 1}})
+        return {}
+    finally:
+        a.close()
+
+
+def create_partitions(req):
+    a = admin(req)
+    try:
+        a.create_partitions({req["topic"]: NewPartitions(total_count=req["count"])})
         return {}
     finally:
         a.close()
@@ -216,7 +226,8 @@ def group_resume(req):
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
-        "create_topic": create_topic, "delete_topic": delete_topic, "produce": produce,
+        "create_topic": create_topic, "create_partitions": create_partitions, "delete_topic": delete_topic,
+        "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
     }))

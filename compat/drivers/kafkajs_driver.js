@@ -128,6 +128,11 @@ ops.create_topic = req => withAdmin(req, async admin => {
   return {}
 })
 
+ops.create_partitions = req => withAdmin(req, async admin => {
+  await admin.createPartitions({ topicPartitions: [{ topic: req.topic, count: req.count }] })
+  return {}
+})
+
 ops.delete_topic = req => withAdmin(req, async admin => {
   await admin.deleteTopics({ topics: [req.topic] })
   return {}

@@ -1,5 +1,6 @@
 """The clients under test and how to run one operation through each."""
 
+import glob
 import json
 import os
 import shutil
@@ -30,22 +31,60 @@ CLIENTS = {
     "aiokafka": python_driver("aiokafka_driver.py"),
     "kcat": python_driver("kcat_driver.py"),
     "kafkajs": ["node", os.path.join(DRIVERS, "kafkajs_driver.js")],
+    "kafka-cli": python_driver("kafka_cli_driver.py"),
+    "java": python_driver("java_driver.py"),
 }
 
 SETUP_HINT = "run compat/setup.sh"
+
+# Clients that come from an Apache Kafka download. No package registry these
+# machines reach has one, so they run only when KAFKA_HOME points at an
+# unpacked distribution and are skipped otherwise, in CI too.
+NEEDS_KAFKA_HOME = {"kafka-cli", "java"}
+
+# kafka-console-producer.sh cannot choose a partition: its records go where
+# the default partitioner puts them, and scenarios accept that placement.
+NO_PARTITION_CHOICE = {"kafka-cli"}
+
+# Clients that start a JVM for every operation get more time per operation
+# and per scenario.
+TIME_SCALE = {"kafka-cli": 2}
+
+# Clients that check a whole scenario phase themselves in one operation
+# ("scenario") instead of going through the scenario's driver operations.
+SELF_CHECKING = {"java"}
+
+
+def unavailable_reason(client):
+    """Why a client is skipped by design here (never a failure), or None."""
+    if client in NEEDS_KAFKA_HOME and not os.environ.get("KAFKA_HOME"):
+        return ("KAFKA_HOME is not set: %s needs an unpacked Apache Kafka distribution "
+                "(see compat/README.md)" % client)
+    return None
 
 
 def missing_reason(client):
     """Why a client cannot run at all here, or None when it is installed."""
     if client == "kcat" and not shutil.which(os.environ.get("KCAT_BIN", "kcat")):
         return "kcat binary not found (apt-get install kcat)"
+    if client in NEEDS_KAFKA_HOME:
+        home = os.environ["KAFKA_HOME"]
+        if not os.path.isfile(os.path.join(home, "bin", "kafka-topics.sh")):
+            return "KAFKA_HOME=%s has no bin/kafka-topics.sh (not a Kafka distribution?)" % home
+        if not shutil.which("java"):
+            return "java not found (apt-get install -y openjdk-17-jdk-headless)"
+        if client == "java" and not shutil.which("javac"):
+            return "javac not found (apt-get install -y openjdk-17-jdk-headless)"
+        if client == "java" and not glob.glob(os.path.join(home, "libs", "kafka-clients-*.jar")):
+            return "KAFKA_HOME=%s has no libs/kafka-clients-*.jar" % home
     if client == "kafkajs":
         if not shutil.which("node"):
             return "node not found"
         if not os.path.isdir(os.path.join(COMPAT, "node_modules", "kafkajs")):
             return "kafkajs not installed in compat/node_modules (%s)" % SETUP_HINT
     try:
-        info = call(client, "probe", {}, timeout=30)
+        # The Java program is compiled on its first probe.
+        info = call(client, "probe", {}, timeout=120 if client == "java" else 30)
     except (OpError, OpSkip) as e:
         return "%s cannot start: %s (%s)" % (client, e, SETUP_HINT)
     return None if info else "%s probe returned nothing" % client

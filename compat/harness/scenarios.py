@@ -30,7 +30,8 @@ class Ctx:
     def __init__(self, client, scenario, broker, memory, budget):
         self.client, self.scenario, self.broker = client, scenario, broker
         self.written = memory.setdefault(client, {})  # topic -> partition -> [records]
-        self.until = time.monotonic() + budget
+        self.scale = clients.TIME_SCALE.get(client, 1)
+        self.until = time.monotonic() + budget * self.scale
 
     def topic(self, suffix=""):
         name = "%s-%s%s" % (self.scenario, self.client, suffix)
@@ -42,7 +43,7 @@ class Ctx:
             raise Fail("scenario timed out before %s" % name)
         req["bootstrap"] = self.broker.bootstrap
         try:
-            return clients.call(self.client, name, req, timeout=min(timeout, left))
+            return clients.call(self.client, name, req, timeout=min(timeout * self.scale, left))
         except clients.OpSkip as e:
             raise Skip(str(e))
         except clients.OpError as e:
@@ -59,6 +60,9 @@ def check(cond, msg):
 def produce(ctx, topic, records, codec="none", idempotent=False):
     """Produce and return the records annotated with where they landed.
     Offsets the client reports must continue the partition's log exactly."""
+    # A client that cannot choose partitions reports where its partitioner
+    # put each record; that placement is then what gets checked.
+    chosen = ctx.client not in clients.NO_PARTITION_CHOICE
     t0 = now_ms()
     res = ctx.op("produce", topic=topic, records=records, codec=codec, idempotent=idempotent)
     t1 = now_ms()
@@ -72,7 +76,7 @@ def produce(ctx, topic, records, codec="none", idempotent=False):
             r["ts_window"] = [t0, t1]
         if where is not None:
             partition, offset = where
-            check(r["partition"] in (None, partition),
+            check(not chosen or r["partition"] in (None, partition),
                   "record for partition %s was acknowledged on partition %s" % (r["partition"], partition))
             expected = len(log.get(partition, []))
             check(offset == expected, "partition %d: acknowledged offset %s, expected %d (log end)"
@@ -149,15 +153,24 @@ def produce_with(codec):
 
 def offset(ctx):
     topic = ctx.topic()
-    placed = produce(ctx, topic, [dict(r, partition=0) for r in mixed_records("offset")[:10]])
-    offs = ctx.op("list_offsets", topic=topic, partition=0)
-    check(offs == {"earliest": 0, "latest": 10}, "ListOffsets on [0]: %s, expected earliest 0, latest 10" % offs)
-    got = ctx.op("consume", topic=topic, partition=0, offset=6, count=4)["records"]
-    problems = compare(placed[6:], got, "%s[0] from offset 6" % topic)
+    recs = [dict(r, partition=0) for r in mixed_records("offset")[:10]]
+    if ctx.client in clients.NO_PARTITION_CHOICE:
+        # One key for all records keeps them on one partition, the other empty.
+        recs = [dict(r, key="offset-key") for r in recs]
+    placed = produce(ctx, topic, recs)
+    p = placed[0]["partition"]
+    check(all(r["partition"] == p for r in placed), "records spread over partitions %s, expected one"
+          % sorted({r["partition"] for r in placed}))
+    offs = ctx.op("list_offsets", topic=topic, partition=p)
+    check(offs == {"earliest": 0, "latest": 10}, "ListOffsets on [%d]: %s, expected earliest 0, latest 10"
+          % (p, offs))
+    got = ctx.op("consume", topic=topic, partition=p, offset=6, count=4)["records"]
+    problems = compare(placed[6:], got, "%s[%d] from offset 6" % (topic, p))
     if problems:
         raise Fail("\n".join(problems))
-    offs = ctx.op("list_offsets", topic=topic, partition=1)
-    check(offs == {"earliest": 0, "latest": 0}, "ListOffsets on empty [1]: %s, expected 0/0" % offs)
+    empty = 1 - p  # the topic has AUTO_PARTITIONS == 2 partitions
+    offs = ctx.op("list_offsets", topic=topic, partition=empty)
+    check(offs == {"earliest": 0, "latest": 0}, "ListOffsets on empty [%d]: %s, expected 0/0" % (empty, offs))
 
 
 def bulk(ctx):
@@ -251,10 +264,97 @@ def group_after(ctx):
           % ([r["value"] for r in got], len(new)))
 
 
+def add_partitions(ctx):
+    """CreatePartitions: a 3-partition topic holding records grows to 4; the
+    old records stay where they were and the new partition takes records."""
+    topic = ctx.topic()
+    ctx.op("create_topic", topic=topic, partitions=3)
+    produce(ctx, topic, mixed_records("before growing", partitions=3)[:6])
+    ctx.op("create_partitions", topic=topic, count=4)
+    listed = ctx.op("list_topics")["topics"].get(topic)
+    check(listed is not None and listed["partitions"] == 4, "%s listed as %s after growing to 4 partitions"
+          % (topic, listed))
+    produce(ctx, topic, [dict(r, partition=3) for r in mixed_records("after growing", partitions=1)[:4]])
+    verify(ctx, topic)
+
+
+def group_reset(ctx):
+    """A group reads a topic and commits; its offsets are described, reset
+    in each way kafka-consumer-groups.sh offers and described again; then
+    the group is deleted."""
+    topic, group = ctx.topic(), ctx.topic("-group")
+    ctx.op("create_topic", topic=topic, partitions=1)
+    # No timestamps of our own: the client stamps records when it sends them,
+    # so everything sent after `cut` has a later timestamp.
+    recs = [dict(r, partition=0, timestamp=None) for r in mixed_records("reset")[:10]]
+    produce(ctx, topic, recs[:5])
+    cut = now_ms()
+    time.sleep(0.2)
+    produce(ctx, topic, recs[5:])
+
+    def committed(want, after):
+        got = ctx.op("group_offsets", topic=topic, group=group)["partitions"]
+        check(got == {"0": {"committed": want, "end": 10}},
+              "after %s the group's offsets are %s, expected committed %d, log end 10" % (after, got, want))
+
+    got = ctx.op("group_commit", topic=topic, group=group, count=10)["records"]
+    check(len(got) == 10, "the group consumed %d records, expected 10" % len(got))
+    committed(10, "consuming everything")
+    check(group in ctx.op("list_groups")["groups"], "%s missing from the group list" % group)
+    resets = [
+        ({"to": "earliest"}, 0),
+        ({"to": "offset", "offset": 3}, 3),
+        ({"to": "shift", "by": -1}, 2),
+        ({"to": "datetime", "timestamp": cut + 1}, 5),
+        ({"to": "latest"}, 10),
+    ]
+    for how, want in resets:
+        got = ctx.op("group_reset", topic=topic, group=group, **how)["offsets"]
+        check(got == {"0": want}, "reset %s set %s, expected {'0': %d}" % (how, got, want))
+        committed(want, "reset %s" % how)
+    ctx.op("delete_group", group=group)
+    deadline = time.monotonic() + 10
+    while group in ctx.op("list_groups")["groups"]:
+        check(time.monotonic() < deadline, "%s still listed 10s after it was deleted" % group)
+        time.sleep(0.5)
+
+
+def admin_configs(ctx):
+    """Topic config overrides through the admin API: set two, read them
+    back, delete one."""
+    topic = ctx.topic()
+    ctx.op("create_topic", topic=topic, partitions=1)
+
+    def overrides():
+        return ctx.op("describe_configs", topic=topic)["dynamic"]
+
+    now = overrides()
+    check(now == {}, "new topic %s has overrides already: %s" % (topic, now))
+    want = {"retention.ms": "1000", "max.message.bytes": "2000000"}
+    ctx.op("alter_configs", topic=topic, set=want, delete=[])
+    now = overrides()
+    check(now == want, "after setting %s the topic's overrides are %s" % (want, now))
+    ctx.op("alter_configs", topic=topic, set={}, delete=["retention.ms"])
+    now = overrides()
+    check(now == {"max.message.bytes": "2000000"},
+          "after deleting retention.ms the topic's overrides are %s" % now)
+
+
 def idempotent(ctx):
     topic = ctx.topic()
     produce(ctx, topic, mixed_records("idempotent", AUTO_PARTITIONS), codec="none", idempotent=True)
     verify(ctx, topic)
+
+
+def self_checked(sc, fn):
+    """Phase `fn` of scenario `sc` as one "scenario" operation, for clients
+    that check scenarios themselves (clients.SELF_CHECKING)."""
+    phase = "run" if fn is sc.run else "before" if fn is sc.before else "after"
+
+    def run(ctx):
+        ctx.op("scenario", timeout=sc.budget, scenario=sc.name, phase=phase, topic=ctx.topic(),
+               group=ctx.topic("-group"), auto_partitions=AUTO_PARTITIONS)
+    return run
 
 
 class Scenario:
@@ -274,6 +374,9 @@ SCENARIOS = [
     Scenario("restart", before=restart_before, after=restart_after, restart=signal.SIGTERM, budget=240),
     Scenario("crash", before=restart_before, after=restart_after, restart=signal.SIGKILL, budget=240),
     Scenario("delete", delete),
+    Scenario("add-partitions", add_partitions),
+    Scenario("admin-configs", admin_configs),
     Scenario("group", before=group_before, after=group_after, restart=signal.SIGTERM, budget=180),
+    Scenario("group-reset", group_reset, budget=180),
     Scenario("idempotent", idempotent),
 ]
