@@ -54,6 +54,7 @@ int main(int argc, char **argv) {
         rd_kafka_queue_t *q;
         rd_kafka_AdminOptions_t *opts;
         rd_kafka_event_t *ev;
+        const rd_kafka_topic_result_t **res;
         size_t cnt;
 
         for (i = 1; i < argc; i++) {
@@ -119,10 +120,9 @@ int main(int argc, char **argv) {
                 }
                 rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
                 ev = await_result(q);
-                check_topic_results(
-                    rd_kafka_CreateTopics_result_topics(
-                        rd_kafka_event_CreateTopics_result(ev), &cnt),
-                    cnt, "Created");
+                /* cnt is an out-parameter: fetch it before passing it on. */
+                res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+                check_topic_results(res, cnt, "Created");
                 rd_kafka_NewTopic_destroy(nt);
         } else if (!strcmp(op, "alter")) {
                 rd_kafka_NewPartitions_t *np;
@@ -134,19 +134,17 @@ int main(int argc, char **argv) {
                         die("bad partitions", errstr);
                 rd_kafka_CreatePartitions(rk, &np, 1, opts, q);
                 ev = await_result(q);
-                check_topic_results(
-                    rd_kafka_CreatePartitions_result_topics(
-                        rd_kafka_event_CreatePartitions_result(ev), &cnt),
-                    cnt, "Altered");
+                /* cnt is an out-parameter: fetch it before passing it on. */
+                res = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &cnt);
+                check_topic_results(res, cnt, "Altered");
                 rd_kafka_NewPartitions_destroy(np);
         } else {
                 rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
                 rd_kafka_DeleteTopics(rk, &dt, 1, opts, q);
                 ev = await_result(q);
-                check_topic_results(
-                    rd_kafka_DeleteTopics_result_topics(
-                        rd_kafka_event_DeleteTopics_result(ev), &cnt),
-                    cnt, "Deleted");
+                /* cnt is an out-parameter: fetch it before passing it on. */
+                res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &cnt);
+                check_topic_results(res, cnt, "Deleted");
                 rd_kafka_DeleteTopic_destroy(dt);
         }
 

@@ -3,8 +3,9 @@
 # crate pinned by Cargo.lock) against a single klamm broker.
 #
 # Build needs a C/C++ toolchain, make, python3 and these Debian packages:
-#   build-essential zlib1g-dev libzstd-dev
-# (lz4 is the copy bundled with librdkafka; SSL, SASL and curl are disabled.)
+#   build-essential zlib1g-dev libzstd-dev rapidjson-dev
+# (lz4 is the copy bundled with librdkafka; SSL, SASL and curl are disabled;
+# without rapidjson-dev 0110_batch_size skips itself.)
 #
 # Usage: run.sh [--all-candidates] [--build-only] [--timeout SECS] [TEST...]
 # See README.md in this directory.
