@@ -35,6 +35,8 @@ pub fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
 pub struct ProduceError {
     pub error: ResponseError,
     pub message: String,
+    /// Records of the batch that caused the error, by index, with why (Produce v8+).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl ProduceError {
@@ -42,6 +44,7 @@ impl ProduceError {
         ProduceError {
             error,
             message: message.into(),
+            record_errors: Vec::new(),
         }
     }
 }
@@ -336,23 +339,36 @@ pub fn validate_records(
             "clients may not produce control batches",
         ));
     }
-    if settings.compact && !all_records_keyed(records) {
+    if settings.compact {
         // Compaction keeps the latest record per key: a record without one has no place.
-        return Err(ProduceError::new(
-            ResponseError::InvalidRecord,
-            "Compacted topic cannot accept message without key.",
-        ));
+        let keyless = keyless_records(records);
+        if !keyless.is_empty() {
+            let mut e = ProduceError::new(ResponseError::InvalidRecord, "One or more records have been rejected");
+            e.record_errors = keyless
+                .into_iter()
+                .map(|i| (i, "Compacted topic cannot accept message without key.".to_string()))
+                .collect();
+            return Err(e);
+        }
     }
     Ok(header)
 }
 
-/// Do all records of a batch carry a key? The only record-level check on the produce path,
-/// made for compacted topics as Kafka does.
-fn all_records_keyed(batch: &[u8]) -> bool {
+/// The indexes of a batch's records that have no key (all of them if the batch cannot be
+/// decoded). The only record-level check on the produce path, made for compacted topics as
+/// Kafka does.
+fn keyless_records(batch: &[u8]) -> Vec<i32> {
     let mut buf = Bytes::copy_from_slice(batch);
-    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-        .map(|set| set.records.iter().all(|r| r.key.is_some()))
-        .unwrap_or(false)
+    match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+        Ok(set) => set
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.key.is_none())
+            .map(|(i, _)| i as i32)
+            .collect(),
+        Err(_) => vec![0],
+    }
 }
 
 impl Partition {
