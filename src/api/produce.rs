@@ -77,18 +77,21 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceRes
                                     .with_log_append_time_ms(done.log_append_time)
                                     .with_log_start_offset(done.log_start_offset)
                             }
-                            Err(e) => failed(pd.index, e.error, Some(e.message)).with_record_errors(
-                                // Record-level errors exist from v8.
-                                e.record_errors
-                                    .into_iter()
-                                    .filter(|_| ctx.api_version >= 8)
-                                    .map(|(i, m)| {
-                                        BatchIndexAndErrorMessage::default()
-                                            .with_batch_index(i)
-                                            .with_batch_index_error_message(Some(StrBytes::from_string(m)))
-                                    })
-                                    .collect(),
-                            ),
+                            Err(e) => failed(pd.index, e.error, Some(e.message))
+                                .with_record_errors(
+                                    // Record-level errors exist from v8.
+                                    e.record_errors
+                                        .into_iter()
+                                        .filter(|_| ctx.api_version >= 8)
+                                        .map(|(i, m)| {
+                                            BatchIndexAndErrorMessage::default()
+                                                .with_batch_index(i)
+                                                .with_batch_index_error_message(Some(
+                                                    StrBytes::from_string(m),
+                                                ))
+                                        })
+                                        .collect(),
+                                ),
                         },
                     },
                 }

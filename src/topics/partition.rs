@@ -343,10 +343,18 @@ pub fn validate_records(
         // Compaction keeps the latest record per key: a record without one has no place.
         let keyless = keyless_records(records);
         if !keyless.is_empty() {
-            let mut e = ProduceError::new(ResponseError::InvalidRecord, "One or more records have been rejected");
+            let mut e = ProduceError::new(
+                ResponseError::InvalidRecord,
+                "One or more records have been rejected",
+            );
             e.record_errors = keyless
                 .into_iter()
-                .map(|i| (i, "Compacted topic cannot accept message without key.".to_string()))
+                .map(|i| {
+                    (
+                        i,
+                        "Compacted topic cannot accept message without key.".to_string(),
+                    )
+                })
                 .collect();
             return Err(e);
         }
