@@ -23,7 +23,10 @@ NOT_YET_ENABLED = {}
 
 DEFAULT_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "target", "release", "klamm")
-BROKER_OVERRIDES = ["num.partitions=%d" % AUTO_PARTITIONS, "auto.create.topics.enable=true"]
+# No initial rebalance delay: a new group's first rebalance starts at once, so
+# group scenarios settle in seconds; they wait for the split they need.
+BROKER_OVERRIDES = ["num.partitions=%d" % AUTO_PARTITIONS, "auto.create.topics.enable=true",
+                    "group.initial.rebalance.delay.ms=0"]
 
 PASSED, FAILED, SKIPPED = "passed", "FAILED", "SKIPPED"
 

@@ -2,13 +2,18 @@
 
 import asyncio
 import sys
+import threading
 import time
 
-from common import Skip, deadline, enc, record_out, remaining, run, stable_split
+from common import HEARTBEAT_MS, Skip, deadline, enc, group_phases, record_out, remaining, run, stable_split
 
 import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import for_code
 
@@ -229,15 +234,81 @@ async def bounded(coro, seconds=5):
         pass
 
 
+ASSIGNORS = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+             "sticky": StickyPartitionAssignor}
+
+
+async def group_strategies(req):
+    return {"strategies": list(ASSIGNORS)}
+
+
+class Member(threading.Thread, ConsumerRebalanceListener):
+    """One group member on its own event loop in its own thread. It commits
+    after every batch and tracks what it owns through the rebalance listener."""
+
+    def __init__(self, req):
+        super().__init__(daemon=True)
+        self.req = req
+        self.owned, self.revoked, self.records = frozenset(), [], []
+        self.done, self.error = 0, None
+        self.stopping = threading.Event()
+        self.start()
+
+    def on_partitions_revoked(self, revoked):
+        self.revoked.extend(tp.partition for tp in revoked)
+        self.owned = self.owned - {tp.partition for tp in revoked}
+
+    def on_partitions_assigned(self, assigned):
+        self.owned = self.owned | {tp.partition for tp in assigned}
+
+    def run(self):
+        asyncio.run(self.consume())
+
+    async def consume(self):
+        req = self.req
+        assignor = ASSIGNORS[req["strategy"]]
+        if assignor is StickyPartitionAssignor:
+            # It keeps the member's last assignment on the class, and the
+            # members here share one process: each gets a class of its own.
+            assignor = type(assignor.__name__, (assignor,), {})
+        c = AIOKafkaConsumer(group_id=req["group"], enable_auto_commit=False, auto_offset_reset="earliest",
+                             partition_assignment_strategy=(assignor,), heartbeat_interval_ms=HEARTBEAT_MS,
+                             **conf(req))
+        try:
+            await c.start()
+            c.subscribe([req["topic"]], listener=self)
+            while not self.stopping.is_set():
+                batch = [m for recs in (await c.getmany(timeout_ms=100)).values() for m in recs]
+                if batch:
+                    self.records.extend(message_out(m) for m in batch)
+                    await c.commit()
+                    self.done = len(self.records)
+        except Exception as e:
+            self.error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            await bounded(c.stop())
+
+    def stop(self):
+        self.stopping.set()
+
+    def wait(self, seconds):
+        self.join(timeout=seconds)
+
+
+def group_assign(req):
+    return group_phases(req, Member, lambda r: asyncio.run(produce(r)))
+
+
 def sync(fn):
     return lambda req: asyncio.run(fn(req))
 
 
 if __name__ == "__main__":
-    sys.exit(run({name: sync(fn) for name, fn in {
+    sys.exit(run({**{name: sync(fn) for name, fn in {
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
         "create_topic": create_topic, "create_partitions": create_partitions, "delete_topic": delete_topic,
         "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
-    }.items()}))
+        "group_strategies": group_strategies,
+    }.items()}, "group_assign": group_assign}))

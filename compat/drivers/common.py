@@ -100,3 +100,91 @@ def stable_split(assignments, partitions):
         return False
     owned = sorted(p for a in assignments for p in a)
     return owned == sorted(partitions)
+
+
+# Group members in the assignors scenario heartbeat often, so a rebalance
+# reaches every member quickly (the clients' defaults are about 3 s).
+HEARTBEAT_MS = 300
+# How long an assignment must stay unchanged before it counts as settled.
+SETTLE_S = 1.0
+
+
+def balanced_split(assignments, partitions):
+    """stable_split, with no member owning more than one partition above another."""
+    sizes = [len(a) for a in assignments]
+    return stable_split(assignments, partitions) and max(sizes) - min(sizes) <= 1
+
+
+class Settler:
+    """Polled with the members' current assignments; says when they have been
+    balanced and unchanged for SETTLE_S."""
+
+    def __init__(self, partitions):
+        self.partitions, self.last, self.since = list(partitions), None, None
+
+    def settled(self, assignments):
+        now = [sorted(a) for a in assignments]
+        if now != self.last or not balanced_split(now, self.partitions):
+            self.last, self.since = now, time.monotonic()
+            return False
+        return time.monotonic() - self.since >= SETTLE_S
+
+
+def wait_settled(owned, partitions, until, trouble):
+    """Block until owned() has settled; trouble() names a failed member."""
+    settler = Settler(partitions)
+    while not settler.settled(owned()):
+        problem = trouble()
+        if problem:
+            raise RuntimeError(problem)
+        if time.monotonic() > until:
+            raise RuntimeError("assignment never settled to a balanced split: %s" % owned())
+        time.sleep(0.05)
+    return [sorted(a) for a in owned()]
+
+
+def group_phases(req, new_member, produce):
+    """The group_assign operation for drivers whose members run by themselves
+    (threads or processes). new_member(req) starts one; a member has `owned`
+    (partitions), `revoked` and `records` (lists, appended to), `done` (how
+    many of its records are committed), `error`, stop() and wait(seconds).
+
+    req["members"] members join; once their split has settled, req["records"]
+    are produced and read. With req["more_records"] one more member joins and
+    the same follows. Each phase reports per member what it owned once
+    settled, and what it read and revoked since the phase began."""
+    until = deadline(req)
+    parts = range(req["partitions"])
+    members = []
+
+    def trouble():
+        return "; ".join("member %d: %s" % (i, m.error) for i, m in enumerate(members) if m.error)
+
+    def phase(records, join):
+        marks = [(len(m.records), m.done, len(m.revoked)) for m in members] + [(0, 0, 0)] * join
+        members.extend(new_member(req) for _ in range(join))
+        owned = wait_settled(lambda: [m.owned for m in members], parts, until, trouble)
+        produce(dict(req, records=records, timeout=remaining(until)))
+        while sum(m.done - d for m, (_, d, _) in zip(members, marks)) < len(records):
+            if trouble() or time.monotonic() > until:
+                break
+            time.sleep(0.05)
+        now = [sorted(m.owned) for m in members]
+        if now != owned:
+            raise RuntimeError("assignment changed from %s to %s while reading" % (owned, now))
+        return {"members": [{"partitions": owned[i], "records": m.records[n:], "revoked": m.revoked[r:]}
+                            for i, (m, (n, _, r)) in enumerate(zip(members, marks))]}
+
+    try:
+        phases = [phase(req["records"], req["members"])]
+        if req.get("more_records"):
+            phases.append(phase(req["more_records"], 1))
+    finally:
+        # All at once: each leaving member makes the others rebalance.
+        for m in members:
+            m.stop()
+        for m in members:
+            m.wait(max(5.0, remaining(until)))
+    if trouble():
+        raise RuntimeError(trouble())
+    return {"phases": phases}

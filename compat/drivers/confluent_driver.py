@@ -4,7 +4,7 @@ import sys
 import threading
 import time
 
-from common import deadline, enc, record_out, remaining, run, stable_split
+from common import HEARTBEAT_MS, deadline, enc, group_phases, record_out, remaining, run, stable_split
 
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -337,6 +337,66 @@ def delete_group(req):
     return admin_call(req, a.delete_consumer_groups([req["group"]]))
 
 
+# librdkafka's built-in assignors (it has no eager "sticky").
+STRATEGIES = ["range", "roundrobin", "cooperative-sticky"]
+
+
+def group_strategies(req):
+    return {"strategies": STRATEGIES}
+
+
+class Member(threading.Thread):
+    """One group member polling in its own thread. It commits after every
+    message and tracks what it owns through the rebalance callbacks, which
+    under the cooperative protocol carry only the partitions that change."""
+
+    def __init__(self, req):
+        super().__init__(daemon=True)
+        self.topic = req["topic"]
+        self.consumer = Consumer(conf(req, **{
+            "group.id": req["group"], "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": req["strategy"], "heartbeat.interval.ms": HEARTBEAT_MS}))
+        self.owned, self.revoked, self.records = frozenset(), [], []
+        self.done, self.error = 0, None
+        self.stopping = threading.Event()
+        self.start()
+
+    def on_assign(self, _c, parts):
+        self.owned = self.owned | {tp.partition for tp in parts}
+
+    def on_revoke(self, _c, parts):
+        self.revoked.extend(tp.partition for tp in parts)
+        self.owned = self.owned - {tp.partition for tp in parts}
+
+    def run(self):
+        c = self.consumer
+        try:
+            c.subscribe([self.topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+            while not self.stopping.is_set():
+                m = c.poll(0.1)
+                if m is None:
+                    continue
+                if m.error():
+                    raise KafkaException(m.error())
+                self.records.append(message_out(m))
+                c.commit(message=m, asynchronous=False)
+                self.done = len(self.records)
+        except Exception as e:
+            self.error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping.set()
+
+    def wait(self, seconds):
+        self.join(timeout=seconds)
+
+
+def group_assign(req):
+    return group_phases(req, Member, produce)
+
+
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
@@ -347,4 +407,5 @@ if __name__ == "__main__":
         "describe_configs": describe_configs, "alter_configs": alter_configs,
         "group_commit": group_commit, "group_offsets": group_offsets, "group_reset": group_reset,
         "list_groups": list_groups, "delete_group": delete_group,
+        "group_strategies": group_strategies, "group_assign": group_assign,
     }))

@@ -4,11 +4,17 @@ import sys
 import threading
 import time
 
-from common import Skip, deadline, enc, record_out, remaining, run, stable_split
+from common import (HEARTBEAT_MS, Skip, deadline, enc, group_phases, record_out, remaining, run,
+                    stable_split)
 
 import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from kafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 
 CODECS = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
@@ -223,6 +229,67 @@ def group_resume(req):
         c.close(autocommit=False)
 
 
+ASSIGNORS = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+             "sticky": StickyPartitionAssignor, "cooperative-sticky": CooperativeStickyAssignor}
+
+
+def group_strategies(req):
+    return {"strategies": list(ASSIGNORS)}
+
+
+class Member(threading.Thread, ConsumerRebalanceListener):
+    """One group member polling in its own thread. It commits after every
+    batch, and tracks what it owns through the rebalance listener."""
+
+    def __init__(self, req):
+        super().__init__(daemon=True)
+        self.topic = req["topic"]
+        self.consumer = KafkaConsumer(
+            group_id=req["group"], enable_auto_commit=False, auto_offset_reset="earliest",
+            partition_assignment_strategy=[ASSIGNORS[req["strategy"]]], heartbeat_interval_ms=HEARTBEAT_MS,
+            **common_conf(req))
+        self.owned, self.revoked, self.records = frozenset(), [], []
+        self.done, self.error = 0, None
+        self.stopping = threading.Event()
+        self.start()
+
+    def on_partitions_revoked(self, revoked):
+        self.revoked.extend(tp.partition for tp in revoked)
+        self.owned = self.owned - {tp.partition for tp in revoked}
+
+    def on_partitions_assigned(self, assigned):
+        self.owned = self.owned | {tp.partition for tp in assigned}
+
+    def run(self):
+        c = self.consumer
+        try:
+            c.subscribe([self.topic], listener=self)
+            while not self.stopping.is_set():
+                # A long poll: when a join is still in flight as poll() returns,
+                # kafka-python 3.0.12 may never apply its result (the leader
+                # rejoining for new metadata then sits with no partitions).
+                batch = [m for recs in c.poll(timeout_ms=1000).values() for m in recs]
+                if batch:
+                    self.records.extend(record_out(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                                        for m in batch)
+                    c.commit()
+                    self.done = len(self.records)
+        except Exception as e:
+            self.error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            c.close(autocommit=False)
+
+    def stop(self):
+        self.stopping.set()
+
+    def wait(self, seconds):
+        self.join(timeout=seconds)
+
+
+def group_assign(req):
+    return group_phases(req, Member, produce)
+
+
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
@@ -230,4 +297,5 @@ if __name__ == "__main__":
         "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
+        "group_strategies": group_strategies, "group_assign": group_assign,
     }))

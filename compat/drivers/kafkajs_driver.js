@@ -4,7 +4,7 @@
 
 const path = require('path')
 const modules = path.join(__dirname, '..', 'node_modules')
-const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require(path.join(modules, 'kafkajs'))
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs, PartitionAssigners } = require(path.join(modules, 'kafkajs'))
 
 const RESULT_MARK = '@@RESULT@@ '
 const CODECS = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP }
@@ -297,6 +297,86 @@ ops.group_resume = async req => {
     return { records: got }
   } finally {
     await m.c.disconnect()
+  }
+}
+
+// kafkajs ships one assigner, round-robin ("RoundRobinAssigner" on the wire).
+const ASSIGNERS = { roundrobin: PartitionAssigners.roundRobin }
+const HEARTBEAT_MS = 300 // as in common.py: rebalances reach members quickly
+const SETTLE_MS = 1000
+
+ops.group_strategies = async () => ({ strategies: Object.keys(ASSIGNERS) })
+
+// One group member. kafkajs reports each new assignment whole (GROUP_JOIN)
+// and no revocations; every message is committed before it counts as done.
+function assignMember (kafka, req) {
+  const m = { owned: [], records: [], done: 0, error: null }
+  m.c = kafka.consumer({ groupId: req.group, partitionAssigners: [ASSIGNERS[req.strategy]], heartbeatInterval: HEARTBEAT_MS })
+  m.c.on(m.c.events.GROUP_JOIN, e => { m.owned = [...(e.payload.memberAssignment[req.topic] || [])] })
+  m.c.on(m.c.events.CRASH, e => { m.error = String(e.payload.error) })
+  m.started = (async () => {
+    await m.c.connect()
+    await m.c.subscribe({ topic: req.topic, fromBeginning: true })
+    await m.c.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        m.records.push(messageOut(partition, message))
+        await m.c.commitOffsets([{ topic: req.topic, partition, offset: String(Number(message.offset) + 1) }])
+        m.done++
+      }
+    })
+  })().catch(e => { m.error = `${e.name}: ${e.message}` })
+  return m
+}
+
+function balancedSplit (owned, partitions) {
+  const sizes = owned.map(o => o.length)
+  return stableSplit(owned, partitions) && Math.max(...sizes) - Math.min(...sizes) <= 1
+}
+
+// As group_phases in common.py: members join, their split settles, records
+// are produced and read; with more_records one more member joins and the same
+// follows.
+ops.group_assign = async req => {
+  const until = deadline(req)
+  const kafka = client(req)
+  const parts = [...Array(req.partitions).keys()]
+  const members = []
+  const trouble = () => members.map((m, i) => m.error && `member ${i}: ${m.error}`).filter(Boolean).join('; ')
+  const snapshot = () => members.map(m => [...m.owned].sort((a, b) => a - b))
+
+  async function phase (records, join) {
+    const marks = members.map(m => [m.records.length, m.done]).concat(Array(join).fill([0, 0]))
+    for (let i = 0; i < join; i++) members.push(assignMember(kafka, req))
+    let last = null
+    let since = 0
+    for (;;) {
+      const now = JSON.stringify(snapshot())
+      if (now !== last || !balancedSplit(snapshot(), parts)) {
+        last = now
+        since = Date.now()
+      } else if (Date.now() - since >= SETTLE_MS) break
+      if (trouble()) throw new Error(trouble())
+      if (Date.now() > until) throw new Error('assignment never settled to a balanced split: ' + now)
+      await sleep(50)
+    }
+    const owned = snapshot()
+    await ops.produce({ ...req, records, timeout: (until - Date.now()) / 1000 })
+    const done = () => members.reduce((n, m, i) => n + m.done - marks[i][1], 0)
+    while (done() < records.length && !trouble() && Date.now() < until) await sleep(50)
+    if (JSON.stringify(snapshot()) !== JSON.stringify(owned)) {
+      throw new Error(`assignment changed from ${JSON.stringify(owned)} to ${JSON.stringify(snapshot())} while reading`)
+    }
+    return { members: members.map((m, i) => ({ partitions: owned[i], records: m.records.slice(marks[i][0]), revoked: null })) }
+  }
+
+  try {
+    const phases = [await phase(req.records, req.members)]
+    if (req.more_records) phases.push(await phase(req.more_records, 1))
+    if (trouble()) throw new Error(trouble())
+    return { phases }
+  } finally {
+    await Promise.all(members.map(m => m.c.disconnect().catch(() => {})))
   }
 }
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from common import Skip, deadline, remaining, run, stable_split
+from common import HEARTBEAT_MS, Skip, deadline, group_phases, remaining, run, stable_split
 
 KCAT = os.environ.get("KCAT_BIN", "kcat")
 KEY_DELIM = "\x1f"  # unit separator: never part of test data
@@ -147,12 +147,15 @@ def group_cmd(req, extra):
 
 
 class Member:
-    """A kcat -G process; its assignment is read from what it logs to stderr."""
+    """A kcat -G process; its assignment is read from what it logs to stderr:
+    the whole assignment under the eager protocol, the partitions that change
+    under the cooperative one."""
 
     def __init__(self, req, extra=()):
         self.proc = subprocess.Popen(group_cmd(req, list(extra)), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True)
-        self.records, self.owned, self.log = [], [], []
+        self.records, self.owned, self.revoked, self.log = [], [], [], []
+        self.stopped = False
         threading.Thread(target=self._read_out, daemon=True).start()
         threading.Thread(target=self._read_err, daemon=True).start()
 
@@ -165,15 +168,41 @@ class Member:
         for line in self.proc.stderr:
             text = line.decode(errors="replace").strip()
             self.log.append(text)
-            if "assigned:" in text:
-                self.owned = sorted(int(p) for p in re.findall(r"\[(\d+)\]", text.split("assigned:")[1]))
-            elif "revoked:" in text:
+            m = re.search(r"(?:incremental (assignment|revoke) of \d+ partition\(s\) .*?\)|(assigned|revoked)):(.*)",
+                          text)
+            if not m:
+                continue
+            parts = {int(p) for p in re.findall(r"\[(\d+)\]", m.group(3))}
+            if m.group(1) == "assignment":
+                self.owned = sorted(set(self.owned) | parts)
+            elif m.group(1) == "revoke":
+                self.revoked.extend(sorted(parts))
+                self.owned = sorted(set(self.owned) - parts)
+            elif m.group(2) == "assigned":
+                self.owned = sorted(parts)
+            else:
+                self.revoked.extend(sorted(parts))
                 self.owned = []
+
+    @property
+    def done(self):
+        # kcat does not say when it commits; under the cooperative protocol it
+        # commits what it read from a partition when giving it up.
+        return len(self.records)
+
+    @property
+    def error(self):
+        if self.stopped or self.proc.poll() is None:
+            return None
+        return "kcat -G exited with code %s; log: %s" % (self.proc.returncode, self.log[-3:])
 
     def terminate(self):
         # SIGTERM makes kcat close the consumer, which commits consumed offsets.
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    stop = terminate
 
     def wait(self, timeout):
         try:
@@ -240,10 +269,25 @@ def group_resume(req):
     return {"records": m.records}
 
 
+# librdkafka's built-in assignors, chosen with -X partition.assignment.strategy.
+STRATEGIES = ["range", "roundrobin", "cooperative-sticky"]
+
+
+def group_strategies(req):
+    return {"strategies": STRATEGIES}
+
+
+def group_assign(req):
+    extra = ["-X", "partition.assignment.strategy=" + req["strategy"],
+             "-X", "heartbeat.interval.ms=%d" % HEARTBEAT_MS, "-X", "auto.commit.interval.ms=100"]
+    return group_phases(req, lambda r: Member(r, extra), produce)
+
+
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": lambda req: list_topics(req), "topic_metadata": topic_metadata,
         "create_topic": no_admin, "delete_topic": no_admin, "produce": produce,
         "consume": consume, "list_offsets": list_offsets,
         "group_split": group_split, "group_resume": group_resume,
+        "group_strategies": group_strategies, "group_assign": group_assign,
     }))

@@ -6,7 +6,7 @@ import signal
 import time
 
 from harness import clients
-from harness.records import bulk_records, compare, json_lines, mixed_records, now_ms
+from harness.records import bulk_records, compare, json_lines, mixed_records, now_ms, record
 
 # Auto-created topics get this many partitions (the runner sets num.partitions).
 AUTO_PARTITIONS = 2
@@ -346,6 +346,97 @@ def idempotent(ctx):
     verify(ctx, topic)
 
 
+# ---- assignors --------------------------------------------------------------
+
+ASSIGN_PARTITIONS, ASSIGN_MEMBERS = 6, 3
+# Range and round-robin place partitions by the members' sorted ids, so the
+# sets of partitions owned together are known in advance.
+ASSIGN_SHAPES = {"range": [[0, 1], [2, 3], [4, 5]], "roundrobin": [[0, 3], [1, 4], [2, 5]]}
+STICKY = ("sticky", "cooperative-sticky")
+
+
+def assignors(ctx):
+    """For each partition-assignment strategy the client offers: a group of 3
+    members splits a 6-partition topic 2/2/2 and reads every record exactly
+    once. Sticky strategies then get a 4th member: the first three keep a
+    subset of what they owned, and a cooperative rebalance revokes only the
+    partitions that move."""
+    strategies = ctx.op("group_strategies")["strategies"]
+    check(strategies, "the client reports no assignment strategy")
+    for strategy in strategies:
+        check_assignor(ctx, strategy)
+
+
+def assignor_records(tag, n=12):
+    return [record("k-%d" % i, "%s %d" % (tag, i), partition=i * ASSIGN_PARTITIONS // n) for i in range(n)]
+
+
+def make_topic(ctx, topic, partitions):
+    try:
+        ctx.op("create_topic", topic=topic, partitions=partitions)
+    except Skip:
+        # No admin API in this client (kcat): librdkafka's Python binding
+        # creates the topic, the client under test does everything else.
+        try:
+            clients.call("confluent-kafka", "create_topic", {"bootstrap": ctx.broker.bootstrap, "topic": topic,
+                                                            "partitions": partitions}, timeout=OP_TIMEOUT)
+        except (clients.OpError, clients.OpSkip) as e:
+            raise Skip("%s has no admin API and confluent-kafka could not create %s: %s"
+                       % (ctx.client, topic, e))
+
+
+def check_assignor(ctx, strategy):
+    topic = ctx.topic("-" + strategy)
+    make_topic(ctx, topic, ASSIGN_PARTITIONS)
+    first = assignor_records(strategy + " first")
+    grow = strategy in STICKY
+    second = assignor_records(strategy + " second") if grow else None
+    try:
+        phases = ctx.op("group_assign", timeout=40, topic=topic, group=topic + "-group", strategy=strategy,
+                        partitions=ASSIGN_PARTITIONS, members=ASSIGN_MEMBERS, records=first,
+                        more_records=second)["phases"]
+    except Fail as e:
+        raise Fail("%s: %s" % (strategy, e))
+    check(len(phases) == (2 if grow else 1), "%s: driver reported %d phases" % (strategy, len(phases)))
+    before = check_phase("%s, %d members" % (strategy, ASSIGN_MEMBERS), phases[0], first, [2, 2, 2])
+    if strategy in ASSIGN_SHAPES:
+        check(sorted(before) == ASSIGN_SHAPES[strategy], "%s: members own %s, expected the sets %s"
+              % (strategy, before, ASSIGN_SHAPES[strategy]))
+    if not grow:
+        return
+    label = "%s, after a 4th member joined" % strategy
+    after = check_phase(label, phases[1], second, [1, 1, 2, 2])
+    for i, (old, new) in enumerate(zip(before, after)):
+        check(set(new) <= set(old), "%s: member %d owned %s and then %s, not a subset of what it had"
+              % (label, i, old, new))
+        revoked = phases[1]["members"][i].get("revoked")
+        if strategy == "cooperative-sticky" and revoked is not None:
+            moved = sorted(set(old) - set(new))
+            check(sorted(revoked) == moved, "%s: member %d gave up %s, expected only the moving %s "
+                  "(not an incremental rebalance)" % (label, i, sorted(revoked), moved))
+
+
+def check_phase(label, phase, records, sizes):
+    """Each partition owned exactly once, in shares of the given sizes; every
+    record read exactly once, by its partition's owner. Returns the owned
+    partitions in member order."""
+    members = phase["members"]
+    owned = [sorted(m["partitions"]) for m in members]
+    check(len(owned) == len(sizes), "%s: %d members reported, expected %d" % (label, len(owned), len(sizes)))
+    check(sorted(p for o in owned for p in o) == list(range(ASSIGN_PARTITIONS)),
+          "%s: partitions not owned exactly once: %s" % (label, owned))
+    check(sorted(map(len, owned)) == sizes, "%s: members own %s, expected shares of %s" % (label, owned, sizes))
+    for i, m in enumerate(members):
+        stray = [r for r in m["records"] if r["partition"] not in owned[i]]
+        check(not stray, "%s: member %d (owning %s) read records of other partitions: %s"
+              % (label, i, owned[i], stray[:2]))
+    values = sorted(r["value"] for m in members for r in m["records"])
+    check(values == sorted(r["value"] for r in records),
+          "%s: the group read %d records (%s...), expected each of %d exactly once"
+          % (label, len(values), values[:4], len(records)))
+    return owned
+
+
 def self_checked(sc, fn):
     """Phase `fn` of scenario `sc` as one "scenario" operation, for clients
     that check scenarios themselves (clients.SELF_CHECKING)."""
@@ -379,4 +470,5 @@ SCENARIOS = [
     Scenario("group", before=group_before, after=group_after, restart=signal.SIGTERM, budget=180),
     Scenario("group-reset", group_reset, budget=180),
     Scenario("idempotent", idempotent),
+    Scenario("assignors", assignors, budget=240),
 ]
