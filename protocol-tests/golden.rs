@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request};
-use klamm::api::{self, APIS};
+use klamm::api;
 use klamm::topics::config::TopicSettings;
 use klamm::topics::partition::validate_records;
 use klamm::BrokerConfig;
@@ -234,8 +234,8 @@ fn broker_answers_every_fixture() {
     let fixtures = fixtures();
     assert!(
         fixtures
-            .iter()
-            .flat_map(|(_, f)| f.iter())
+            .values()
+            .flat_map(|f| f.iter())
             .all(|f| ORDER.contains(&f.key)),
         "a fixture's API has no place in the replay order"
     );
