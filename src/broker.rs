@@ -13,7 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{BrokerConfig, Listener};
+use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::server;
@@ -442,11 +442,6 @@ fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// The advertised address of a listener, for logs and tests.
-pub fn describe(l: &Listener) -> String {
-    format!("{}://{}:{}", l.name, l.host, l.port)
 }
 
 #[cfg(test)]

@@ -630,10 +630,6 @@ impl Log {
         write_offset(&self.dir.join(CLEANER_FILE), offset)
     }
 
-    pub fn config(&self) -> LogConfig {
-        self.config
-    }
-
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
     }

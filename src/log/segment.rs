@@ -291,9 +291,6 @@ impl Segment {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    pub fn index_paths(&self) -> [&Path; 2] {
-        [self.index.path(), self.time_index.path()]
-    }
 }
 
 fn indexes_plausible(index: &OffsetIndex, time: &TimeIndex, log_size: u64) -> bool {
