@@ -44,4 +44,5 @@ if [ -n "${KAFKA_HOME:-}" ] && ! command -v javac >/dev/null; then
         echo "setup.sh: no JDK (apt-get install openjdk-17-jdk-headless); kafka-cli and java will fail" >&2
     fi
 fi
+bash go/build.sh  # the Go clients, franz-go and sarama
 echo "compat setup done"

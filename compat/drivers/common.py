@@ -147,7 +147,8 @@ def group_phases(req, new_member, produce):
     """The group_assign operation for drivers whose members run by themselves
     (threads or processes). new_member(req) starts one; a member has `owned`
     (partitions), `revoked` and `records` (lists, appended to), `done` (how
-    many of its records are committed), `error`, stop() and wait(seconds).
+    many of its records are committed), `error`, stop() and wait(seconds); `revoked` is None
+    for a member that cannot tell what it gave up.
 
     req["members"] members join; once their split has settled, req["records"]
     are produced and read. With req["more_records"] one more member joins and
@@ -160,8 +161,11 @@ def group_phases(req, new_member, produce):
     def trouble():
         return "; ".join("member %d: %s" % (i, m.error) for i, m in enumerate(members) if m.error)
 
+    def revoked(m):
+        return m.revoked if m.revoked is not None else []
+
     def phase(records, join):
-        marks = [(len(m.records), m.done, len(m.revoked)) for m in members] + [(0, 0, 0)] * join
+        marks = [(len(m.records), m.done, len(revoked(m))) for m in members] + [(0, 0, 0)] * join
         members.extend(new_member(req) for _ in range(join))
         owned = wait_settled(lambda: [m.owned for m in members], parts, until, trouble)
         produce(dict(req, records=records, timeout=remaining(until)))
@@ -172,7 +176,9 @@ def group_phases(req, new_member, produce):
         now = [sorted(m.owned) for m in members]
         if now != owned:
             raise RuntimeError("assignment changed from %s to %s while reading" % (owned, now))
-        return {"members": [{"partitions": owned[i], "records": m.records[n:], "revoked": m.revoked[r:]}
+        # A member that cannot see its revocations (revoked None) reports none.
+        return {"members": [{"partitions": owned[i], "records": m.records[n:],
+                             "revoked": None if m.revoked is None else m.revoked[r:]}
                             for i, (m, (n, _, r)) in enumerate(zip(members, marks))]}
 
     try:

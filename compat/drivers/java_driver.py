@@ -6,61 +6,27 @@ The Java program checks each scenario phase by itself (harness/clients.py
 SELF_CHECKING), so besides `probe` there is one operation, `scenario`. It is
 compiled with javac against $KAFKA_HOME/libs/* on first use and cached in the
 temp dir, keyed by the source and the jars it was built against.
+
+The clients' own log lines are part of the verdict: a phase whose program
+passed still fails if the Java client logged a WARN or ERROR (see jvm.py for
+how they are captured, and for the short allow-list with the reason for each line).
 """
 
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
+import jvm
 from common import Skip, deadline, remaining, run
 
-KAFKA_HOME = os.environ.get("KAFKA_HOME", "")
-SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "java", "KlammCompat.java")
+SOURCE = os.path.join(jvm.JAVA_DIR, "KlammCompat.java")
 MAIN = "KlammCompat"
 # The program's exit code for a scenario it has no check for (0 passed, 1 failed).
 EXIT_SKIP = 2
 
 
-def libs():
-    return os.path.join(KAFKA_HOME, "libs", "*")
-
-
-def build_dir(until):
-    """Directory holding the compiled program, compiling it if needed."""
-    key = hashlib.sha256()
-    with open(SOURCE, "rb") as f:
-        key.update(f.read())
-    lib_dir = os.path.join(KAFKA_HOME, "libs")
-    key.update("\n".join(sorted(os.listdir(lib_dir))).encode())
-    out = os.path.join(tempfile.gettempdir(), "compat-java-" + key.hexdigest()[:16])
-    if os.path.isfile(os.path.join(out, MAIN + ".class")):
-        return out
-    tmp = tempfile.mkdtemp(prefix="compat-java-build-")
-    p = subprocess.run(["javac", "-encoding", "UTF-8", "-d", tmp, "-cp", libs(), SOURCE],
-                       capture_output=True, timeout=remaining(until))
-    if p.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError("javac failed for %s:\n%s" % (SOURCE, (p.stdout + p.stderr).decode(errors="replace")))
-    try:
-        os.rename(tmp, out)
-    except OSError:  # built meanwhile by another run
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def java(args, until):
-    cmd = ["java", "-cp", build_dir(until) + os.pathsep + libs()]
-    # The distribution's tool logging config: warnings and errors to stderr.
-    log4j1 = os.path.join(KAFKA_HOME, "config", "tools-log4j.properties")
-    log4j2 = os.path.join(KAFKA_HOME, "config", "tools-log4j2.yaml")
-    if os.path.isfile(log4j2):
-        cmd.append("-Dlog4j2.configurationFile=" + log4j2)
-    elif os.path.isfile(log4j1):
-        cmd.append("-Dlog4j.configuration=file:" + log4j1)
-    cmd += [MAIN] + list(args)
+    cmd = jvm.command(jvm.compiled(SOURCE, MAIN, remaining(until)), MAIN, args)
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=remaining(until))
     except subprocess.TimeoutExpired as e:
@@ -94,14 +60,19 @@ def scenario(req):
     args = [req["scenario"], req["phase"], req["bootstrap"], req["topic"], req["group"],
             str(req["auto_partitions"])]
     code, out, err = java(args, deadline(req, margin=1.0))
+    complaints = jvm.broker_complaints(err)
+    logged = ("\nthe Java client logged:\n" + "\n".join(complaints)) if complaints else ""
     if code == 0:
+        if complaints:
+            raise RuntimeError("passed its checks, but the Java client logged warnings or errors:\n"
+                               + "\n".join(complaints))
         return {}
     if code == EXIT_SKIP:
         raise Skip(verdict(out, "SKIP") or "skipped without a reason")
     reason = verdict(out, "FAIL")
     if reason:
         # Client warnings and stack traces go to stderr; the last lines help.
-        raise RuntimeError(reason + tail("", err, lines=6))
+        raise RuntimeError(reason + (logged or tail("", err, lines=6)))
     raise RuntimeError("%s %s exited %d%s" % (MAIN, " ".join(args), code, tail(out, err)))
 
 

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from common import Skip, deadline, remaining, run, stable_split
+from common import HEARTBEAT_MS, Skip, deadline, group_phases, remaining, run, stable_split
 
 KAFKA_HOME = os.environ.get("KAFKA_HOME", "")
 MIN_VERSION = (3, 2)  # parse.headers and null.marker in the console producer
@@ -48,7 +48,22 @@ EOL = "\x1d\n"
 FORMAT = ["print.timestamp=true", "print.partition=true", "print.offset=true", "print.headers=true",
           "print.key=true", "key.separator=" + COL, "headers.separator=" + HEADER_SEP,
           "line.separator=" + EOL, "null.literal=" + NULL]
-FORMAT_ARGS = [a for p in FORMAT for a in ("--property", p)]
+
+
+def jar_version():
+    """The distribution's version, read off its kafka-clients jar's name (no JVM start)."""
+    for name in os.listdir(os.path.join(KAFKA_HOME, "libs")) if KAFKA_HOME else []:
+        m = re.fullmatch(r"kafka-clients-(\d+)\.(\d+)\..*\.jar", name)
+        if m:
+            return (int(m.group(1)), int(m.group(2)))
+    return (0, 0)
+
+
+# Kafka 4.1 renamed the console tools' --property (deprecated since, with a notice on stdout).
+NEW_PROPERTY_FLAGS = jar_version() >= (4, 1)
+FORMATTER_FLAG = "--formatter-property" if NEW_PROPERTY_FLAGS else "--property"
+READER_FLAG = "--reader-property" if NEW_PROPERTY_FLAGS else "--property"
+FORMAT_ARGS = [a for p in FORMAT for a in (FORMATTER_FLAG, p)]
 
 # The tools run briefly; a quick-starting JVM matters more than peak speed.
 FAST_JVM = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true"
@@ -233,6 +248,9 @@ def parse_records(text):
     incomplete record (a consumer still writing) is left out."""
     out = []
     for chunk in text.split(EOL)[:-1]:
+        # A tool's notice (such as a deprecation warning) may precede the first record's line.
+        head, sep, rest = chunk.partition(COL)
+        chunk = head.rsplit("\n", 1)[-1] + sep + rest
         cols = chunk.split(COL, 5)
         if len(cols) != 6:
             raise RuntimeError("unexpected console consumer output: %r" % chunk[:200])
@@ -315,8 +333,8 @@ def produce(req):
         lines = [producer_line(r) for r in recs]
     args = ["--topic", req["topic"]]
     if not plain:
-        args += ["--property", "parse.key=true", "--property", "key.separator=" + KEY_SEP,
-                 "--property", "parse.headers=true", "--property", "null.marker=" + NULL]
+        args += [READER_FLAG, "parse.key=true", READER_FLAG, "key.separator=" + KEY_SEP,
+                 READER_FLAG, "parse.headers=true", READER_FLAG, "null.marker=" + NULL]
     codec = req.get("codec") or "none"
     if codec != "none":
         args += ["--compression-codec", codec]
@@ -357,15 +375,29 @@ def groups_tool(req, args, until=None):
     return tool(req, "kafka-consumer-groups.sh", args, until=until)
 
 
+COLUMN_NAME = re.compile(r"#?[A-Z][A-Z0-9-]*|\(ID\)")
+
+
 def table(out, first_column):
     """Rows (as token lists) of a kafka-consumer-groups.sh table whose header
     starts with first_column, keyed by the header's column names."""
-    rows, header = [], None
+    rows, header, glued = [], None, None
     for line in out.splitlines():
         tokens = line.split()
         if tokens and tokens[0] == first_column:
-            header = tokens
+            names = 0
+            while names < len(tokens) and COLUMN_NAME.fullmatch(tokens[names]):
+                names += 1
+            header, glued = tokens[:names], (tokens[names:] if names < len(tokens) else None)
+        elif glued is not None:
+            glued += tokens
         elif header and tokens:
+            rows.append(dict(zip(header, tokens), _tokens=tokens))
+    if glued:
+        # Kafka 3.9's --reset-offsets prints its header and rows without line
+        # breaks between them: cut the token stream by the header's width.
+        for i in range(0, len(glued) - len(header) + 1, len(header)):
+            tokens = glued[i:i + len(header)]
             rows.append(dict(zip(header, tokens), _tokens=tokens))
     return header, rows
 
@@ -404,15 +436,18 @@ def member_assignments(req, until):
         tokens = r["_tokens"]
         if tokens[0] != req["group"]:
             continue
-        # The assignment reads "topic(0,1)" or "(0,1)" depending on the
-        # version, "-" when empty; take its own column when the row lines up
-        # with the header, else the first parenthesised list after #PARTITIONS.
-        if "ASSIGNMENT" in header and len(tokens) == len(header):
-            spec = tokens[header.index("ASSIGNMENT")]
+        # The assignment reads "topic(0,1)" or "(0,1)" (3.x), "topic:0,1" in a
+        # CURRENT-ASSIGNMENT column (4.x), "-" when empty; take its own column
+        # when the row lines up with the header, else the first list after
+        # #PARTITIONS.
+        column = next((c for c in ("ASSIGNMENT", "CURRENT-ASSIGNMENT") if c in header), None)
+        if column and len(tokens) == len(header):
+            spec = tokens[header.index(column)]
         else:
-            m = re.search(r"\([\d,]*\)", " ".join(tokens[header.index("#PARTITIONS") + 1:]))
+            m = re.search(r"\([\d,]*\)|\S+:[\d,]+", " ".join(tokens[header.index("#PARTITIONS") + 1:]))
             spec = m.group(0) if m else "-"
-        owned[r["CLIENT-ID"]] = sorted(int(p) for p in re.findall(r"\d+", spec.rpartition("(")[2]))
+        spec = spec.rpartition("(")[2] if "(" in spec else spec.rpartition(":")[2]
+        owned[r["CLIENT-ID"]] = sorted(int(p) for p in re.findall(r"\d+", spec))
     return owned
 
 
@@ -587,6 +622,96 @@ def alter_configs(req):
     return {}
 
 
+# The Java client's assignors, by the names the scenarios use.
+ASSIGNORS = {
+    "range": "org.apache.kafka.clients.consumer.RangeAssignor",
+    "roundrobin": "org.apache.kafka.clients.consumer.RoundRobinAssignor",
+    "sticky": "org.apache.kafka.clients.consumer.StickyAssignor",
+    "cooperative-sticky": "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+}
+
+
+def group_strategies(req):
+    return {"strategies": list(ASSIGNORS)}
+
+
+class Watcher(threading.Thread):
+    """Polls kafka-consumer-groups.sh --describe --members --verbose for the group's
+    assignment, since console consumers do not print theirs."""
+
+    def __init__(self, req, until):
+        super().__init__(daemon=True)
+        self.req, self.until = req, until
+        self.by_id = {}
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stopping.is_set() and time.monotonic() < self.until:
+            try:
+                self.by_id = member_assignments(self.req, self.until)
+            except RuntimeError:
+                pass
+
+
+class AssignMember:
+    """A console consumer in the group with the requested assignor, as group_phases wants a
+    member. It auto-commits every 100 ms, and the Java consumer commits before it gives up
+    partitions in a rebalance, so what it printed counts as done. It cannot tell what it gave
+    up (revoked is None)."""
+
+    count = 0
+
+    def __init__(self, req, watcher):
+        AssignMember.count += 1
+        self.client_id = "compat-assign-%d" % AssignMember.count
+        self.watcher, self.revoked, self.stopped = watcher, None, False
+        self.member = Member(req, [
+            "--consumer-property", "client.id=" + self.client_id,
+            "--consumer-property", "partition.assignment.strategy=" + ASSIGNORS[req["strategy"]],
+            "--consumer-property", "heartbeat.interval.ms=%d" % HEARTBEAT_MS,
+            "--consumer-property", "auto.commit.interval.ms=100"])
+
+    @property
+    def owned(self):
+        return self.watcher.by_id.get(self.client_id, [])
+
+    @property
+    def records(self):
+        return self.member.records()
+
+    @property
+    def done(self):
+        return len(self.records)
+
+    @property
+    def error(self):
+        p = self.member.proc
+        if p.poll() is not None and not self.stopped:
+            return "console consumer exited with %s: %s" % (p.returncode, self.member.log[-3:])
+        return None
+
+    def stop(self):
+        self.stopped = True
+        if self.member.proc.poll() is None:
+            self.member.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, seconds):
+        try:
+            self.member.wait(time.monotonic() + seconds)
+        except RuntimeError:
+            pass
+
+
+def group_assign(req):
+    until = deadline(req)
+    watcher = Watcher(req, until)
+    try:
+        return group_phases(req, lambda r: AssignMember(r, watcher), produce)
+    finally:
+        watcher.stopping.set()
+
+
 if __name__ == "__main__":
     sys.exit(run({
         "probe": probe, "list_topics": list_topics, "topic_metadata": topic_metadata,
@@ -596,4 +721,5 @@ if __name__ == "__main__":
         "group_commit": group_commit, "group_offsets": group_offsets, "group_reset": group_reset,
         "list_groups": list_groups, "delete_group": delete_group,
         "describe_configs": describe_configs, "alter_configs": alter_configs,
+        "group_strategies": group_strategies, "group_assign": group_assign,
     }))

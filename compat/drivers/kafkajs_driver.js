@@ -106,15 +106,25 @@ ops.list_topics = req => withAdmin(req, async admin => {
 })
 
 // Same path as a producer: may auto-create the topic.
+// A broker that creates the topic in the background (Kafka does) answers the first requests
+// with a retriable error such as UNKNOWN_TOPIC_OR_PARTITION: ask again until the deadline.
 ops.topic_metadata = req => withCluster(req, async cluster => {
-  await cluster.addTargetTopic(req.topic)
   const until = deadline(req)
-  for (;;) {
-    const parts = cluster.findTopicPartitionMetadata(req.topic)
-    if (parts.length && parts.every(p => p.leader >= 0)) return { partitions: parts.length }
+  for (let added = false; ; ) {
+    try {
+      if (!added) {
+        await cluster.addTargetTopic(req.topic)
+        added = true
+      } else {
+        await cluster.refreshMetadata()
+      }
+      const parts = cluster.findTopicPartitionMetadata(req.topic)
+      if (parts.length && parts.every(p => p.leader >= 0)) return { partitions: parts.length }
+    } catch (e) {
+      if (!e.retriable || Date.now() > until) throw e
+    }
     if (Date.now() > until) throw new Error('no usable metadata for ' + req.topic)
     await sleep(200)
-    await cluster.refreshMetadata()
   }
 })
 

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -105,3 +106,78 @@ class Broker:
         except OSError:
             return ""
         return "".join("    | " + ANSI.sub("", l) for l in tail).rstrip()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KafkaBroker(Broker):
+    """Apache Kafka itself (a single KRaft node, broker and controller in one JVM) from the
+    distribution KAFKA_HOME points at, with the same interface as Broker: the reference the
+    matrix runs the same scenarios against."""
+
+    READY = "Kafka Server started"
+
+    def __init__(self, kafka_home, workdir, overrides=(), start_timeout=90.0, features=()):
+        super().__init__(os.path.join(kafka_home, "bin", "kafka-server-start.sh"), workdir, overrides,
+                         start_timeout)
+        self.kafka_home = kafka_home
+        self.workdir = workdir
+        # Feature levels for `kafka-storage.sh format --feature`, e.g. "eligible.leader.replicas.version=0".
+        self.features = list(features)
+        self.properties = os.path.join(workdir, "server.properties")
+        self.controller_port = 0
+
+    def _write_properties(self):
+        with open(os.path.join(self.kafka_home, "config", "server.properties")) as f:
+            base = [l for l in f.read().splitlines()
+                    if not re.match(r"(listeners|advertised\.listeners|controller\.quorum\.voters|log\.dirs)=", l)]
+        base += ["listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d" % (self.port, self.controller_port),
+                 "advertised.listeners=PLAINTEXT://127.0.0.1:%d" % self.port,
+                 "controller.quorum.voters=1@127.0.0.1:%d" % self.controller_port,
+                 "log.dirs=" + self.data_dir] + list(self.overrides)
+        with open(self.properties, "w") as f:
+            f.write("\n".join(base) + "\n")
+
+    def start(self):
+        first = self.port == 0
+        if first:
+            self.port, self.controller_port = free_port(), free_port()
+            os.makedirs(self.workdir, exist_ok=True)
+            self._write_properties()
+            storage = os.path.join(self.kafka_home, "bin", "kafka-storage.sh")
+            cluster_id = subprocess.run([storage, "random-uuid"], capture_output=True, text=True,
+                                        check=True).stdout.strip()
+            features = [a for f in self.features for a in ("--feature", f)]
+            fmt = subprocess.run([storage, "format", "-t", cluster_id, "-c", self.properties] + features,
+                                 capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise BrokerError("kafka-storage.sh format failed: %s" % (fmt.stdout + fmt.stderr)[-2000:])
+        self.starts += 1
+        with open(self.log_path, "a") as log:
+            log.write("\n===== start #%d: Apache Kafka on port %d\n" % (self.starts, self.port))
+            offset = log.tell()
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([self.binary, self.properties], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        until = time.monotonic() + self.start_timeout
+        while time.monotonic() < until:
+            with open(self.log_path, errors="replace") as f:
+                f.seek(offset)
+                if self.READY in f.read():
+                    return
+            if self.proc.poll() is not None:
+                raise BrokerError("Kafka exited with code %s before it was ready\n%s"
+                                  % (self.proc.returncode, self.log_tail()))
+            time.sleep(0.1)
+        self.kill()
+        raise BrokerError("Kafka not ready after %.0fs\n%s" % (self.start_timeout, self.log_tail()))
+
+    def stop(self, sig=signal.SIGTERM, timeout=60.0):
+        code = super().stop(sig, timeout)
+        # The JVM reports a SIGTERM it shut down cleanly for as 143 (128 + 15).
+        return 0 if sig == signal.SIGTERM and code == 143 else code

@@ -10,6 +10,8 @@ import sys
 
 COMPAT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVERS = os.path.join(COMPAT, "drivers")
+# The Go drivers (compat/go) are built there by compat/go/build.sh.
+GO_DRIVERS = os.path.join(os.path.dirname(COMPAT), "target", "compat-go")
 RESULT_MARK = "@@RESULT@@ "
 
 
@@ -33,13 +35,14 @@ CLIENTS = {
     "kafkajs": ["node", os.path.join(DRIVERS, "kafkajs_driver.js")],
     "kafka-cli": python_driver("kafka_cli_driver.py"),
     "java": python_driver("java_driver.py"),
+    "franz-go": [os.path.join(GO_DRIVERS, "franz-go")],
+    "sarama": [os.path.join(GO_DRIVERS, "sarama")],
 }
 
 SETUP_HINT = "run compat/setup.sh"
 
-# Clients that come from an Apache Kafka download. No package registry these
-# machines reach has one, so they run only when KAFKA_HOME points at an
-# unpacked distribution and are skipped otherwise, in CI too.
+# Clients that come from an Apache Kafka distribution: compat/kafka/dist.sh
+# lays one out from Maven Central, and KAFKA_HOME points at it.
 NEEDS_KAFKA_HOME = {"kafka-cli", "java"}
 
 # kafka-console-producer.sh cannot choose a partition: its records go where
@@ -55,20 +58,14 @@ TIME_SCALE = {"kafka-cli": 2}
 SELF_CHECKING = {"java"}
 
 
-def unavailable_reason(client):
-    """Why a client is skipped by design here (never a failure), or None."""
-    if client in NEEDS_KAFKA_HOME and not os.environ.get("KAFKA_HOME"):
-        return ("KAFKA_HOME is not set: %s needs an unpacked Apache Kafka distribution "
-                "(see compat/README.md)" % client)
-    return None
-
-
 def missing_reason(client):
     """Why a client cannot run at all here, or None when it is installed."""
     if client == "kcat" and not shutil.which(os.environ.get("KCAT_BIN", "kcat")):
         return "kcat binary not found (apt-get install kcat)"
     if client in NEEDS_KAFKA_HOME:
-        home = os.environ["KAFKA_HOME"]
+        home = os.environ.get("KAFKA_HOME", "")
+        if not home:
+            return "KAFKA_HOME is not set: run compat/kafka/dist.sh and point it at the path it prints"
         if not os.path.isfile(os.path.join(home, "bin", "kafka-topics.sh")):
             return "KAFKA_HOME=%s has no bin/kafka-topics.sh (not a Kafka distribution?)" % home
         if not shutil.which("java"):
@@ -77,6 +74,8 @@ def missing_reason(client):
             return "javac not found (apt-get install -y openjdk-17-jdk-headless)"
         if client == "java" and not glob.glob(os.path.join(home, "libs", "kafka-clients-*.jar")):
             return "KAFKA_HOME=%s has no libs/kafka-clients-*.jar" % home
+    if client in ("franz-go", "sarama") and not os.access(CLIENTS[client][0], os.X_OK):
+        return "%s driver not built (compat/go/build.sh, which needs the go toolchain; %s)" % (client, SETUP_HINT)
     if client == "kafkajs":
         if not shutil.which("node"):
             return "node not found"

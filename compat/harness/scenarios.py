@@ -392,7 +392,7 @@ def check_assignor(ctx, strategy):
     grow = strategy in STICKY
     second = assignor_records(strategy + " second") if grow else None
     try:
-        phases = ctx.op("group_assign", timeout=40, topic=topic, group=topic + "-group", strategy=strategy,
+        phases = ctx.op("group_assign", timeout=60, topic=topic, group=topic + "-group", strategy=strategy,
                         partitions=ASSIGN_PARTITIONS, members=ASSIGN_MEMBERS, records=first,
                         more_records=second)["phases"]
     except Fail as e:

@@ -1,3 +1,5 @@
+import java.io.IOException;
+import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -27,6 +29,7 @@ import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -39,11 +42,12 @@ import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.utils.AppInfoParser;
+
 
 /**
  * The client matrix's scenarios (compat/harness/scenarios.py) checked with
@@ -115,9 +119,22 @@ public final class KlammCompat {
         this.autoPartitions = autoPartitions;
     }
 
+    /** The client library's version, from the properties file its jar carries (stable across 3.x and 4.x). */
+    static String clientVersion() {
+        try (InputStream in = KafkaProducer.class.getClassLoader().getResourceAsStream("kafka/kafka-version.properties")) {
+            Properties p = new Properties();
+            if (in != null) {
+                p.load(in);
+            }
+            return p.getProperty("version", "unknown");
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
     public static void main(String[] args) {
         if (args.length == 1 && args[0].equals("version")) {
-            System.out.println(AppInfoParser.getVersion());
+            System.out.println(clientVersion());
             System.exit(0);
         }
         if (args.length != 6) {
@@ -173,6 +190,7 @@ public final class KlammCompat {
             case "group/before": groupBefore(); return;
             case "group/after": groupAfter(); return;
             case "group-reset/run": groupReset(); return;
+            case "assignors/run": assignors(); return;
             case "idempotent/run":
                 verify(topic, produce(topic, mixed("idempotent", autoPartitions), "none", true, none()), true);
                 return;
@@ -285,7 +303,12 @@ public final class KlammCompat {
 
     /** A consumer in the group, or with no group (for assign()) when null. */
     KafkaConsumer<String, String> consumer(String groupId) {
+        return consumer(groupId, new Properties());
+    }
+
+    KafkaConsumer<String, String> consumer(String groupId, Properties extra) {
         Properties p = common();
+        p.putAll(extra);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
@@ -667,6 +690,222 @@ public final class KlammCompat {
                 error = e;
             }
         }
+    }
+
+    // ---- assignors --------------------------------------------------------------
+
+    static final int ASSIGN_PARTITIONS = 6;
+    static final int ASSIGN_MEMBERS = 3;
+
+    /** A member of an assignor check: commits after every poll, tracks what it owns and gives up. */
+    final class AssignMember implements Runnable, ConsumerRebalanceListener {
+        final String t;
+        final String g;
+        final String assignor;
+        final List<ConsumerRecord<String, String>> got = Collections.synchronizedList(new ArrayList<>());
+        final List<Integer> revoked = Collections.synchronizedList(new ArrayList<>());
+        final Set<Integer> owned = Collections.synchronizedSet(new TreeSet<>());
+        volatile boolean stop;
+        volatile Throwable error;
+        final Thread thread = new Thread(this);
+
+        AssignMember(String t, String g, String assignor) {
+            this.t = t;
+            this.g = g;
+            this.assignor = assignor;
+            thread.start();
+        }
+
+        @Override
+        public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+            parts.forEach(tp -> owned.add(tp.partition()));
+        }
+
+        @Override
+        public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+            parts.forEach(tp -> {
+                revoked.add(tp.partition());
+                owned.remove(tp.partition());
+            });
+        }
+
+        Set<Integer> owned() {
+            synchronized (owned) {
+                return new TreeSet<>(owned);
+            }
+        }
+
+        @Override
+        public void run() {
+            Properties p = new Properties();
+            p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, assignor);
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "300");
+            try (KafkaConsumer<String, String> c = consumer(g, p)) {
+                c.subscribe(Collections.singletonList(t), this);
+                while (!stop) {
+                    for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(100))) {
+                        got.add(r);
+                    }
+                    try {
+                        c.commitSync(Duration.ofMillis(WAIT_MS));
+                    } catch (RebalanceInProgressException e) {
+                        // A cooperative rebalance is under way: the next poll completes it, and the
+                        // partitions this member keeps are committed after it.
+                    }
+                }
+            } catch (Throwable e) {
+                error = e;
+            }
+        }
+    }
+
+    void assignors() throws Exception {
+        Map<String, String> strategies = new TreeMap<>();
+        strategies.put("range", "org.apache.kafka.clients.consumer.RangeAssignor");
+        strategies.put("roundrobin", "org.apache.kafka.clients.consumer.RoundRobinAssignor");
+        strategies.put("sticky", "org.apache.kafka.clients.consumer.StickyAssignor");
+        strategies.put("cooperative-sticky", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        for (Map.Entry<String, String> e : strategies.entrySet()) {
+            checkAssignor(e.getKey(), e.getValue());
+        }
+    }
+
+    void checkAssignor(String name, String assignor) throws Exception {
+        String t = topic + "-" + name;
+        try (Admin admin = admin()) {
+            createTopic(admin, t, ASSIGN_PARTITIONS);
+        }
+        boolean sticky = name.contains("sticky");
+        List<AssignMember> members = new ArrayList<>();
+        try {
+            for (int i = 0; i < ASSIGN_MEMBERS; i++) {
+                members.add(new AssignMember(t, t + "-group", assignor));
+            }
+            List<Set<Integer>> before = assignPhase(name + ", 3 members", t, members, Arrays.asList(2, 2, 2), 0);
+            if (name.equals("range") || name.equals("roundrobin")) {
+                // Both place partitions by the members' sorted ids: the sets owned together are known.
+                Set<Set<Integer>> want = new HashSet<>();
+                int[][] shape = name.equals("range") ? new int[][] {{0, 1}, {2, 3}, {4, 5}} : new int[][] {{0, 3}, {1, 4}, {2, 5}};
+                for (int[] s : shape) {
+                    want.add(new TreeSet<>(Arrays.asList(s[0], s[1])));
+                }
+                check(new HashSet<>(before).equals(want), name + ": members own " + before + ", expected the sets " + want);
+            }
+            if (!sticky) {
+                return;
+            }
+            List<Integer> revokedBefore = new ArrayList<>();
+            for (AssignMember m : members) {
+                revokedBefore.add(m.revoked.size());
+            }
+            members.add(new AssignMember(t, t + "-group", assignor));
+            String label = name + ", after a 4th member joined";
+            List<Set<Integer>> after = assignPhase(label, t, members, Arrays.asList(1, 1, 2, 2), 1);
+            for (int i = 0; i < before.size(); i++) {
+                check(before.get(i).containsAll(after.get(i)), label + ": member " + i + " owned " + before.get(i)
+                        + " and then " + after.get(i) + ", not a subset of what it had");
+                if (name.equals("cooperative-sticky")) {
+                    List<Integer> gaveUp;
+                    synchronized (members.get(i).revoked) {
+                        gaveUp = new ArrayList<>(members.get(i).revoked.subList(revokedBefore.get(i), members.get(i).revoked.size()));
+                    }
+                    Set<Integer> moved = new TreeSet<>(before.get(i));
+                    moved.removeAll(after.get(i));
+                    check(new TreeSet<>(gaveUp).equals(moved) && gaveUp.size() == moved.size(), label + ": member " + i
+                            + " gave up " + gaveUp + ", expected only the moving " + moved + " (not an incremental rebalance)");
+                }
+            }
+        } finally {
+            members.forEach(m -> m.stop = true);
+            for (AssignMember m : members) {
+                m.thread.join(WAIT_MS);
+            }
+        }
+    }
+
+    /**
+     * Waits for a balanced split of the given shares that holds for a second, produces six
+     * records per partition and checks each is read exactly once, by its partition's owner.
+     */
+    List<Set<Integer>> assignPhase(String label, String t, List<AssignMember> members, List<Integer> shares,
+                                   int round) throws Exception {
+        List<Integer> marks = new ArrayList<>();
+        for (AssignMember m : members) {
+            marks.add(m.got.size());
+        }
+        long until = System.currentTimeMillis() + 2 * WAIT_MS;
+        List<Set<Integer>> split = new ArrayList<>();
+        long stableSince = -1;
+        List<Set<Integer>> last = null;
+        while (true) {
+            split.clear();
+            for (AssignMember m : members) {
+                check(m.error == null, label + ": member failed: " + describe(m.error));
+                split.add(m.owned());
+            }
+            List<Integer> sizes = new ArrayList<>();
+            Set<Integer> union = new TreeSet<>();
+            int total = 0;
+            for (Set<Integer> s : split) {
+                sizes.add(s.size());
+                union.addAll(s);
+                total += s.size();
+            }
+            Collections.sort(sizes);
+            boolean ok = sizes.equals(shares) && total == ASSIGN_PARTITIONS && union.size() == ASSIGN_PARTITIONS;
+            long now = System.currentTimeMillis();
+            if (!ok || !split.equals(last)) {
+                stableSince = ok ? now : -1;
+            } else if (now - stableSince > 1000) {
+                break;
+            }
+            last = new ArrayList<>(split);
+            check(now < until, label + ": assignment never settled to shares " + shares + ": " + split);
+            Thread.sleep(50);
+        }
+        List<Rec> recs = new ArrayList<>();
+        for (int i = 0; i < 6 * ASSIGN_PARTITIONS; i++) {
+            recs.add(rec("k" + i, label + " " + i).to(i % ASSIGN_PARTITIONS, null));
+        }
+        Map<Integer, Long> start = new HashMap<>();
+        for (int p = 0; p < ASSIGN_PARTITIONS; p++) {
+            start.put(p, 6L * round);
+        }
+        produce(t, recs, "none", false, start);
+        long until2 = System.currentTimeMillis() + WAIT_MS;
+        int read = 0;
+        while (System.currentTimeMillis() < until2) {
+            read = 0;
+            for (int i = 0; i < members.size(); i++) {
+                read += members.get(i).got.size() - (i < marks.size() ? marks.get(i) : 0);
+            }
+            if (read >= recs.size()) {
+                break;
+            }
+            Thread.sleep(50);
+        }
+        List<String> values = new ArrayList<>();
+        for (int i = 0; i < members.size(); i++) {
+            AssignMember m = members.get(i);
+            check(m.owned().equals(split.get(i)), label + ": assignment changed while reading: " + split.get(i)
+                    + " became " + m.owned());
+            List<ConsumerRecord<String, String>> mine;
+            synchronized (m.got) {
+                mine = new ArrayList<>(m.got.subList(i < marks.size() ? marks.get(i) : 0, m.got.size()));
+            }
+            for (ConsumerRecord<String, String> r : mine) {
+                check(split.get(i).contains(r.partition()), label + ": member " + i + " (owning " + split.get(i)
+                        + ") read a record of partition " + r.partition());
+                values.add(r.value());
+            }
+        }
+        List<String> want = new ArrayList<>();
+        recs.forEach(r -> want.add(r.value));
+        Collections.sort(values);
+        Collections.sort(want);
+        check(values.equals(want), label + ": the group read " + values.size() + " records, expected each of "
+                + want.size() + " exactly once");
+        return new ArrayList<>(split);
     }
 
     void groupBefore() throws Exception {

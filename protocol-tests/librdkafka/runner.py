@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build librdkafka's regression suite and run it against a klamm broker.
+"""Build librdkafka's regression suite and run it against a klamm broker (or, with
+--broker kafka, against Apache Kafka itself, to tell a test's own timing from a klamm bug).
 
 Invoked through run.sh; see README.md for usage and the list formats.
 Python standard library only.
@@ -11,16 +12,21 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import queue
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+# compat/harness/broker.py runs Apache Kafka as a single KRaft node (--broker kafka).
+sys.path.insert(0, os.path.join(REPO, "compat"))
 ALLOWLIST = os.path.join(HERE, "allowlist.txt")
 EXCLUDED = os.path.join(HERE, "excluded.txt")
-KAFKA_STUB = os.path.join(HERE, "kafka-stub")
 
 # Only what the suite needs against a PLAINTEXT broker. Bundled lz4 avoids a
 # liblz4-dev dependency; zstd and zlib come from Debian -dev packages.
@@ -43,10 +49,25 @@ CANDIDATE_CATEGORIES = ("pending", "flaky")
 
 # Mirrors the suite's own scenario definitions (tests/scenarios/*.json):
 # four partitions per auto-created topic; replication is moot on one broker.
+# The group tests count on Kafka's default initial rebalance delay (3 s): consumers that
+# subscribe together must land in one generation (0102, 0113 wait for it), so it is set
+# here rather than left to either broker's defaults.
+COMMON_OVERRIDES = {"group.initial.rebalance.delay.ms": "3000"}
 SCENARIO_OVERRIDES = {
-    "default": {"auto.create.topics.enable": "true", "num.partitions": "4"},
-    "noautocreate": {"auto.create.topics.enable": "false", "num.partitions": "4"},
+    "default": dict(COMMON_OVERRIDES, **{"auto.create.topics.enable": "true",
+                                         "num.partitions": "4"}),
+    "noautocreate": dict(COMMON_OVERRIDES, **{"auto.create.topics.enable": "false",
+                                              "num.partitions": "4"}),
 }
+
+# Tests that take minutes against any broker (seconds measured against Apache Kafka 4.4 and
+# klamm alike): they start first, so --parallel spreads the others around them, and unless
+# --timeout is given they may run twice this long.
+SLOW_TESTS = {
+    # 34 sub-tests; u_multiple_subscription_changes alone is 6 x 47-67 s of session timeouts.
+    "0113_cooperative_rebalance": 640,
+}
+DEFAULT_TIMEOUT = 600
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -90,7 +111,6 @@ def build(ver, jobs):
     want = "%s\nrapidjson=%s\n" % (" ".join(CONFIGURE_ARGS),
                                    os.path.exists("/usr/include/rapidjson/document.h"))
     if os.path.exists(stamp) and open(stamp).read() == want:
-        build_topics_tool(root)
         return root
 
     if os.path.exists(root):
@@ -118,21 +138,7 @@ def build(ver, jobs):
     log("librdkafka build took %.0fs" % (time.monotonic() - t0))
     with open(stamp, "w") as f:
         f.write(want)
-    build_topics_tool(root)
     return root
-
-
-def build_topics_tool(root):
-    """Compile the kafka-topics.sh stand-in against the built librdkafka."""
-    src = os.path.join(HERE, "kafka-topics.c")
-    out = os.path.join(root, "klamm-kafka-topics")
-    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
-        return out
-    libdir = os.path.join(root, "src")
-    subprocess.run(["cc", "-O1", "-Wall", "-I" + libdir, src, "-o", out,
-                    "-L" + libdir, "-lrdkafka", "-Wl,-rpath," + libdir],
-                   check=True)
-    return out
 
 
 # ---------------------------------------------------------------- catalog
@@ -199,11 +205,21 @@ def read_lists():
 # ---------------------------------------------------------------- broker
 
 
+def broker_settings(scenario, extra):
+    """The scenario's settings, then the command line's --override KEY=VALUE ones."""
+    settings = dict(SCENARIO_OVERRIDES[scenario])
+    for kv in extra:
+        k, _, v = kv.partition("=")
+        settings[k.strip()] = v.strip()
+    return settings
+
+
 class Broker:
-    def __init__(self, binary, scenario, workdir):
+    def __init__(self, binary, scenario, workdir, extra=()):
         self.binary = binary
         self.scenario = scenario
         self.workdir = workdir
+        self.settings = broker_settings(scenario, extra)
         self.proc = None
         self.address = None
         self.starts = 0
@@ -219,7 +235,7 @@ class Broker:
         args = [self.binary,
                 "--override", "listeners=PLAINTEXT://127.0.0.1:0",
                 "--override", "log.dirs=" + data]
-        for k, v in SCENARIO_OVERRIDES[self.scenario].items():
+        for k, v in self.settings.items():
             args += ["--override", "%s=%s" % (k, v)]
         self.logf = open(self.log_path, "w+b")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
@@ -254,6 +270,99 @@ class Broker:
         self.proc = None
 
 
+def kafka_call(sock, api_key, version, body):
+    """One request with a v1 header (non-flexible versions only); returns the response body."""
+    msg = struct.pack(">hhih", api_key, version, 1, 6) + b"runner" + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", recv_exactly(sock, 4))[0]
+    return recv_exactly(sock, size)[4:]
+
+
+def recv_exactly(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return buf
+
+
+class KafkaAdapter:
+    """Apache Kafka (compat/harness/broker.KafkaBroker) behind the interface of Broker above,
+    with the same scenario settings."""
+
+    def __init__(self, kafka_home, scenario, workdir, extra=()):
+        from harness.broker import KafkaBroker
+        self.scenario = scenario
+        overrides = ["%s=%s" % kv for kv in broker_settings(scenario, extra).items()]
+        self.kafka = KafkaBroker(kafka_home, os.path.join(workdir, "kafka-" + scenario), overrides)
+
+    @property
+    def address(self):
+        return self.kafka.bootstrap
+
+    @property
+    def starts(self):
+        return self.kafka.starts
+
+    @property
+    def log_path(self):
+        return self.kafka.log_path
+
+    @property
+    def proc(self):
+        return self.kafka.proc
+
+    def alive(self):
+        return self.kafka.alive()
+
+    def start(self):
+        from harness.broker import BrokerError
+        try:
+            self.kafka.start()
+            self.await_coordinator()
+        except (BrokerError, OSError) as e:
+            self.kafka.kill()
+            sys.exit("Kafka (%s) did not start: %s" % (self.scenario, e))
+
+    def await_coordinator(self, timeout=60.0):
+        """Kafka creates __consumer_offsets on the first FindCoordinator and answers
+        COORDINATOR_NOT_AVAILABLE, then NOT_COORDINATOR while it loads the partitions; the first
+        group test would see that start-up as errors of its own. Wait until a group's committed
+        offsets can be read (FindCoordinator v1, then OffsetFetch v2 for all topics)."""
+        group = b"klamm-runner-warm-up"
+        find = struct.pack(">h", len(group)) + group + b"\x00"
+        fetch = struct.pack(">h", len(group)) + group + struct.pack(">i", -1)
+        host, port = self.address.rsplit(":", 1)
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=10) as sock:
+                    # FindCoordinator v1: throttle_time_ms, then error_code.
+                    ok = kafka_call(sock, 10, 1, find)[4:6] == b"\x00\x00"
+                    # OffsetFetch v2 for a group without offsets: an empty array, then
+                    # error_code.
+                    ok = ok and kafka_call(sock, 9, 2, fetch)[:6] == b"\x00" * 6
+                if ok:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > until:
+                raise OSError("group coordinator not ready after %.0fs" % timeout)
+            time.sleep(0.2)
+
+    def last_log_line(self):
+        return self.kafka.log_tail(1).strip(" |") or "(empty)"
+
+    def stop(self):
+        from harness.broker import BrokerError
+        try:
+            self.kafka.stop()
+        except BrokerError as e:
+            log("Kafka (%s): %s" % (self.scenario, e))
+
+
 # ---------------------------------------------------------------- run
 
 SUB_SKIP = re.compile(r"^\[(\d{4}_\S+)\s*/[^]]*\]\s*\[ (.*?): SKIP: (.*) \]$")
@@ -264,14 +373,22 @@ SUMMARY_ROW = re.compile(r"^\|\s*(\d{4}_\S+)\s*\|\s*([A-Z]+)\s*\|\s*([\d.]+)s\s*
 def write_test_conf(path, broker):
     with open(path, "w") as f:
         f.write("bootstrap.servers=%s\n" % broker.address)
-        # klamm listens on IPv4 loopback only.
+        # Both brokers listen on IPv4 loopback only.
         f.write("broker.address.family=v4\n")
 
 
-def run_group(root, num, scenario, names, broker, args, logdir, local):
+def time_limit(args, names):
+    """--timeout when given, else the default or twice a slow test's usual time."""
+    if args.timeout:
+        return args.timeout
+    return max([DEFAULT_TIMEOUT] + [2 * SLOW_TESTS.get(n, 0) for n in names])
+
+
+def run_group(root, num, scenario, names, broker, args, logdir, local, worker=0):
     """Run test number `num` in `scenario`; returns {name: (state, secs, why)}."""
+    limit = time_limit(args, names)
     tests_dir = os.path.join(root, "tests")
-    conf = os.path.join(logdir, "test-%s.conf" % scenario)
+    conf = os.path.join(logdir, "test-%s-w%d.conf" % (scenario, worker))
     write_test_conf(conf, broker)
     env = dict(os.environ)
     env.update({
@@ -279,8 +396,8 @@ def run_group(root, num, scenario, names, broker, args, logdir, local):
         "TEST_SCENARIO": scenario,
         "TEST_KAFKA_VERSION": args.kafka_version,
         "RDKAFKA_TEST_CONF": conf,
-        "KAFKA_PATH": KAFKA_STUB,
-        "KLAMM_KAFKA_TOPICS": os.path.join(root, "klamm-kafka-topics"),
+        # Tests that shell out to kafka-topics.sh (and kafka-acls.sh) run Kafka's own tools.
+        "KAFKA_PATH": args.kafka_home,
         "BROKERS": broker.address,
         "LD_LIBRARY_PATH": os.pathsep.join(
             [os.path.join(root, "src"), os.path.join(root, "src-cpp")]
@@ -296,7 +413,7 @@ def run_group(root, num, scenario, names, broker, args, logdir, local):
         p = subprocess.Popen(cmd, cwd=tests_dir, env=env, stdout=out,
                              stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            p.wait(args.timeout)
+            p.wait(limit)
         except subprocess.TimeoutExpired:
             timed_out = True
             os.killpg(p.pid, signal.SIGKILL)
@@ -331,15 +448,15 @@ def run_group(root, num, scenario, names, broker, args, logdir, local):
         if name in rows:
             state, secs, why = rows[name]
         elif timed_out:
-            state, secs, why = "FAILED", elapsed, "timed out after %ds" % args.timeout
+            state, secs, why = "FAILED", elapsed, "timed out after %ds" % limit
         else:
             state, secs, why = "FAILED", elapsed, \
                 "no result in summary (exit code %d)" % p.returncode
         if state == "FAILED":
             why = failure_detail(text, name, why)
             if broker_died:
-                why += " [klamm exited with %s; last log line: %s; see %s]" % (
-                    broker.proc.returncode, broker.last_log_line(), broker.log_path)
+                why += " [%s exited with %s; last log line: %s; see %s]" % (
+                    args.broker, broker.proc.returncode, broker.last_log_line(), broker.log_path)
             why += " (log: %s)" % logpath
         elif state == "PASSED" and name in sub_skips:
             why = "%d sub-test(s) skipped: %s" % (len(sub_skips[name]), sub_skips[name][0])
@@ -405,11 +522,20 @@ def main():
     ap.add_argument("--all-candidates", action="store_true",
                     help="also run excluded tests marked pending or flaky, and unlisted ones")
     ap.add_argument("--build-only", action="store_true")
-    ap.add_argument("--timeout", type=int, default=int(os.environ.get("KLAMM_TEST_TIMEOUT", "600")),
-                    help="per-test wall-clock limit in seconds (default 600)")
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("KLAMM_TEST_TIMEOUT", "0")),
+                    help="per-test wall-clock limit in seconds (default %d, twice as long "
+                         "as usual for the slow tests)" % DEFAULT_TIMEOUT)
     ap.add_argument("--kafka-version", default=os.environ.get("KLAMM_KAFKA_VERSION", DEFAULT_KAFKA_VERSION),
                     help="broker version reported to the suite (default %s)" % DEFAULT_KAFKA_VERSION)
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--broker", choices=("klamm", "kafka"),
+                    default=os.environ.get("KLAMM_TEST_BROKER", "klamm"),
+                    help="broker to run the tests against: klamm (default) or Apache Kafka "
+                         "from KAFKA_HOME, as the reference")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a broker setting on top of the scenario's (repeatable), for either broker")
+    ap.add_argument("--parallel", type=int, default=int(os.environ.get("KLAMM_TEST_PARALLEL", "1")),
+                    help="test-runners at once, each against brokers of its own (default 1)")
     args = ap.parse_args()
 
     ver = rdkafka_sys_version()
@@ -426,8 +552,12 @@ def main():
         if name not in allow and name not in excluded:
             log("warning: %s is in neither allowlist.txt nor excluded.txt" % name)
 
+    args.kafka_home = os.environ.get("KAFKA_HOME", "")
+    if not os.path.isfile(os.path.join(args.kafka_home, "bin", "kafka-topics.sh")):
+        sys.exit("KAFKA_HOME must be a Kafka distribution (compat/kafka/dist.sh lays one out): "
+                 "the suite runs its kafka-topics.sh")
     binary = os.environ.get("KLAMM_BIN", os.path.join(REPO, "target", "release", "klamm"))
-    if not os.access(binary, os.X_OK):
+    if args.broker == "klamm" and not os.access(binary, os.X_OK):
         sys.exit("klamm binary not found: %s (set KLAMM_BIN)" % binary)
 
     chosen = select(args, catalog, allow, excluded)
@@ -439,59 +569,88 @@ def main():
     workdir = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs)
     logdir = os.path.join(workdir, "logs")
     os.makedirs(logdir)
-    log("work dir: %s" % workdir)
+    log("work dir: %s (broker: %s)" % (workdir, args.broker))
 
-    brokers = {}
+    # The suite filters by test number only, so tests sharing a number and scenario run in one
+    # test-runner invocation.
+    groups = []
+    for name, allowed in chosen:
+        info = catalog[name]
+        key = (info["num"], info["scenario"])
+        for g in groups:
+            if g[0] == key:
+                g[1].append((name, allowed))
+                break
+        else:
+            groups.append((key, [(name, allowed)]))
+
+    # Workers pull groups from one queue, each with brokers of its own, so the slowest tests
+    # spread themselves over the workers.
+    pending = queue.Queue()
+    slow = lambda g: -max(SLOW_TESTS.get(n, 0) for n, _ in g[1])
+    for g in sorted(groups, key=slow):
+        pending.put(g)
+    lock = threading.Lock()
     counts = {"PASSED": 0, "FAILED": 0, "SKIPPED": 0}
     failed_allowlisted = []
     new_passes = []
-    try:
-        # The suite filters by test number only, so tests sharing a number
-        # and scenario run in one test-runner invocation.
-        groups = []
-        for name, allowed in chosen:
-            info = catalog[name]
-            key = (info["num"], info["scenario"])
-            for g in groups:
-                if g[0] == key:
-                    g[1].append((name, allowed))
-                    break
-            else:
-                groups.append((key, [(name, allowed)]))
 
-        for (num, scenario), members in groups:
-            names = [n for n, _ in members]
-            broker = brokers.get(scenario)
-            if broker is None:
-                broker = brokers[scenario] = Broker(binary, scenario, workdir)
-            if not broker.alive():
-                if broker.starts:
-                    log("klamm (%s) had exited; restarting it" % scenario)
-                broker.start()
-            local = any(catalog[n]["local"] for n in names)
-            results = run_group(root, num, scenario, names, broker, args, logdir, local)
-            for name, allowed in members:
-                state, secs, why = results[name]
-                counts[state] = counts.get(state, 0) + 1
-                tag = "" if allowed else "  [candidate]"
-                if state == "PASSED":
-                    note = " (%s)" % why if why else ""
-                    print("PASSED %s %.1fs%s%s" % (name, secs, note, tag), flush=True)
-                    if not allowed:
-                        new_passes.append(name)
-                elif state == "SKIPPED":
-                    print("SKIPPED %s (%s)%s" % (name, why or "skipped by suite", tag), flush=True)
-                else:
-                    print("FAILED %s %.1fs: %s%s" % (name, secs, why, tag), flush=True)
-                    # Tests named on the command line count as if allow-listed.
-                    if allowed or args.tests:
-                        failed_allowlisted.append(name)
-    finally:
-        for b in brokers.values():
-            b.stop()
-        # Logs stay for inspection; broker data can be large (0038 writes 128 MB).
-        for d in glob.glob(os.path.join(workdir, "data-*")):
-            shutil.rmtree(d, ignore_errors=True)
+    def worker(index):
+        wdir = os.path.join(workdir, "w%d" % index)
+        os.makedirs(wdir)
+        brokers = {}
+        try:
+            while True:
+                try:
+                    (num, scenario), members = pending.get_nowait()
+                except queue.Empty:
+                    return
+                names = [n for n, _ in members]
+                broker = brokers.get(scenario)
+                if broker is None:
+                    broker = brokers[scenario] = (
+                        KafkaAdapter(args.kafka_home, scenario, wdir, args.override)
+                        if args.broker == "kafka"
+                        else Broker(binary, scenario, wdir, args.override))
+                if not broker.alive():
+                    if broker.starts:
+                        log("%s (%s) had exited; restarting it" % (args.broker, scenario))
+                    broker.start()
+                local = any(catalog[n]["local"] for n in names)
+                results = run_group(root, num, scenario, names, broker, args, logdir, local, index)
+                with lock:
+                    report(members, results)
+        finally:
+            for b in brokers.values():
+                b.stop()
+            # Logs stay for inspection; broker data can be large (0038 writes 128 MB).
+            for d in glob.glob(os.path.join(wdir, "data-*")) + glob.glob(
+                    os.path.join(wdir, "kafka-*", "data")):
+                shutil.rmtree(d, ignore_errors=True)
+
+    def report(members, results):
+        for name, allowed in members:
+            state, secs, why = results[name]
+            counts[state] = counts.get(state, 0) + 1
+            tag = "" if allowed else "  [candidate]"
+            if state == "PASSED":
+                note = " (%s)" % why if why else ""
+                print("PASSED %s %.1fs%s%s" % (name, secs, note, tag), flush=True)
+                if not allowed:
+                    new_passes.append(name)
+            elif state == "SKIPPED":
+                print("SKIPPED %s (%s)%s" % (name, why or "skipped by suite", tag), flush=True)
+            else:
+                print("FAILED %s %.1fs: %s%s" % (name, secs, why, tag), flush=True)
+                # Tests named on the command line count as if allow-listed.
+                if allowed or args.tests:
+                    failed_allowlisted.append(name)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(max(1, args.parallel))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
     if new_passes:
         log("passing tests not in allowlist.txt: %s" % " ".join(new_passes))
