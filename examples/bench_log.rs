@@ -296,10 +296,7 @@ fn log_append(dir: &Path, batch: &[u8], count: u64) -> (f64, f64) {
         log.append(batch, &header, None, 0, now).expect("append");
     }
     let written = started.elapsed();
-    let (files, _) = log.unflushed();
-    for f in &files {
-        f.sync_data().expect("fsync");
-    }
+    log.unflushed().run().expect("fsync");
     let total = started.elapsed();
     drop(log);
     std::fs::remove_dir_all(dir).expect("remove log");
@@ -329,11 +326,9 @@ fn fsync_round(root: &Path, batch: &[u8], count: u64) -> (f64, f64) {
         let started = Instant::now();
         for _ in 0..n {
             log.append(batch, &header, None, 0, now).expect("append");
-            let (files, upto) = log.unflushed();
-            for f in &files {
-                f.sync_data().expect("fsync");
-            }
-            log.mark_flushed(upto);
+            let job = log.unflushed();
+            job.run().expect("fsync");
+            log.mark_flushed(&job);
         }
         log_time += started.elapsed();
         done += n;

@@ -9,15 +9,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, Request};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use klamm::api;
+use klamm::codec::{length_sites, precheck, LengthKind, PrecheckError};
 use klamm::topics::config::TopicSettings;
-use klamm::topics::partition::validate_records;
+use klamm::topics::validate::validate_records;
 use klamm::BrokerConfig;
+use support::fixtures::{fixture_root, golden_frames, GoldenFrame as Fixture};
 
 /// Client directories that must exist and hold at least one frame each.
 const CLIENTS: &[&str] = &["kcat", "kafka-python", "confluent-kafka"];
@@ -59,68 +60,13 @@ macro_rules! with_request {
     };
 }
 
-struct Fixture {
-    path: PathBuf,
-    frame: Bytes,
-    key: ApiKey,
-    version: i16,
-}
-
-impl Fixture {
-    fn label(&self) -> String {
-        let dir = self.path.parent().and_then(Path::file_name).unwrap();
-        let file = self.path.file_name().unwrap();
-        format!("{}/{}", dir.to_string_lossy(), file.to_string_lossy())
-    }
-}
-
-fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol-tests/fixtures")
-}
-
 /// All fixtures by client directory, in file name order.
 fn fixtures() -> BTreeMap<String, Vec<Fixture>> {
-    let mut out = BTreeMap::new();
-    for dir in std::fs::read_dir(fixture_root()).expect("fixture directory") {
-        let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
-            .collect();
-        files.sort();
-        let client = dir.file_name().unwrap().to_string_lossy().into_owned();
-        out.insert(client, files.into_iter().map(load).collect());
+    let mut out: BTreeMap<String, Vec<Fixture>> = BTreeMap::new();
+    for f in golden_frames() {
+        out.entry(f.client()).or_default().push(f);
     }
     out
-}
-
-fn load(path: PathBuf) -> Fixture {
-    let frame = Bytes::from(std::fs::read(&path).unwrap());
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(
-        frame.len() >= 8,
-        "{name}: {} bytes is no request",
-        frame.len()
-    );
-    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let key = ApiKey::try_from(raw_key).unwrap_or_else(|_| panic!("{name}: API key {raw_key}"));
-    // The name is what a reader goes by; it must not disagree with the bytes.
-    let expected = format!("{raw_key}-{key:?}-v{version}.bin");
-    assert_eq!(
-        name, expected,
-        "file name does not match the frame's header"
-    );
-    Fixture {
-        path,
-        frame,
-        key,
-        version,
-    }
 }
 
 #[test]
@@ -189,6 +135,35 @@ fn fixtures_decode_and_reencode_identically() {
     }
 }
 
+/// The server walks every body against its own layout before kafka-protocol decodes it
+/// (`klamm::codec`). Real clients' bodies must pass and be walked to their last byte (the
+/// round trip above shows the crate consumes exactly that), and inflating any array count in
+/// them must be refused before anything is decoded.
+#[test]
+fn fixtures_pass_the_precheck_and_inflated_counts_do_not() {
+    let mut inflated = 0;
+    for fixture in fixtures().values().flatten() {
+        let label = fixture.label();
+        let (key, version) = (fixture.key, fixture.version);
+        let mut body = fixture.frame.clone();
+        RequestHeader::decode(&mut body, key.request_header_version(version)).unwrap();
+        assert_eq!(precheck(key, version, &body), Ok(body.len()), "{label}");
+        let sites = length_sites(key, version, &body).unwrap();
+        for site in sites.iter().filter(|s| s.kind == LengthKind::Array) {
+            let after = (body.len() - site.at - site.width) as u64;
+            for count in [after + 1, u32::MAX as u64 - 1] {
+                let bad = site.with_length(&body, count);
+                match precheck(key, version, &bad) {
+                    Err(PrecheckError::CountTooLarge { at, .. }) if at == site.at => {}
+                    other => panic!("{label}: count at {} set to {count}: {other:?}", site.at),
+                }
+                inflated += 1;
+            }
+        }
+    }
+    assert!(inflated > 20, "only {inflated} counts inflated");
+}
+
 /// The codec leaves produce records opaque; the server validates them itself, so do that too.
 fn check_batches(fixture: &Fixture, settings: &TopicSettings) {
     let mut body = fixture.frame.clone();
@@ -248,7 +223,12 @@ fn broker_answers_every_fixture() {
             with_request!(fixture.key, R => expect_response::<R>(&mut conn, fixture));
         }
         // A fresh ApiVersions answered last shows the connection survived every frame.
-        let versions = conn.call(&ApiVersionsRequest::default(), 3);
+        let versions = conn.call(
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("klamm-tests"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+            3,
+        );
         assert_eq!(versions.error_code, 0, "{client}: ApiVersions after replay");
     }
     let log = broker.log.lock().unwrap();

@@ -336,3 +336,70 @@ fn support_batch(value: &str) -> bytes::Bytes {
     .unwrap();
     buf.freeze()
 }
+
+/// Start-up removes what the broker left behind (directories renamed for removal, partition
+/// directories it made for no topic it has) and nothing else: folders it did not create stay,
+/// even when named like a partition.
+#[test]
+fn startup_removes_only_the_brokers_own_leftovers() {
+    let mut k = Klamm::start(&[]);
+    assert_eq!(metadata(&k, "live").topics[0].error_code, 0);
+    k.stop();
+    let d = k.data_dir.clone();
+    let put = |dir: &str, file: &str| {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        std::fs::write(d.join(dir).join(file), b"x").unwrap();
+    };
+    put("notes", "todo.txt");
+    put("backup-1", "00000000000000000000.log");
+    put("lost+found", "a");
+    put(
+        "old-0.0123456789abcdef0123456789abcdef-delete",
+        "00000000000000000000.log",
+    );
+    // What a create interrupted by a crash leaves: the broker's marker, no topic record.
+    put("ghost-0", "00000000000000000000.log");
+    std::fs::copy(
+        d.join("live-0").join("partition.metadata"),
+        d.join("ghost-0").join("partition.metadata"),
+    )
+    .unwrap();
+    k.start_again();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while d.join("ghost-0").exists()
+        || d.join("old-0.0123456789abcdef0123456789abcdef-delete")
+            .exists()
+        || std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("-delete"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker's leftovers are removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for kept in [
+        "notes/todo.txt",
+        "backup-1/00000000000000000000.log",
+        "lost+found/a",
+    ] {
+        assert!(d.join(kept).is_file(), "{kept} is not the broker's: kept");
+    }
+    assert!(d.join("live-0").is_dir());
+    assert!(
+        k.log_contains("backup-1"),
+        "the partition-like folder left alone is reported"
+    );
+    assert_eq!(metadata(&k, "live").topics[0].error_code, 0);
+    // A partition whose directory is taken by files the broker did not make is refused (as a
+    // storage error), not adopted, and the files stay.
+    put("taken-0", "mine.txt");
+    assert_eq!(metadata(&k, "taken").topics[0].error_code, 56);
+    assert_eq!(
+        std::fs::read(d.join("taken-0").join("mine.txt")).unwrap(),
+        b"x"
+    );
+    assert!(!d.join("taken-0").join("partition.metadata").exists());
+}

@@ -451,3 +451,105 @@ fn clean_shutdown_marker() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(k.log_contains("last stop was not clean"));
 }
+
+fn delete_topic(conn: &mut Conn, topic: &str) -> i16 {
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![name(topic)])
+        .with_timeout_ms(5000);
+    conn.call(&req, 5).responses[0].error_code
+}
+
+/// Deleting a topic moves its directories out of the way before it answers (Kafka's
+/// `<topic>-<partition>.<id>-delete`) and removes them in the background: a topic created
+/// again under the name starts empty at offset 0, and none of the old files are left.
+#[test]
+fn a_topic_created_again_after_deletion_starts_empty() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "again", &[("segment.bytes", "1048576")]);
+    for i in 0..5 {
+        let v = format!("old {i}");
+        assert_eq!(
+            produce(
+                &mut conn,
+                "again",
+                batch(&[(Some("k"), Some(&v))], Compression::None)
+            ),
+            0
+        );
+    }
+    assert_eq!(delete_topic(&mut conn, "again"), 0);
+    assert!(
+        !k.data_dir.join("again-0").exists(),
+        "the directory leaves its name before the deletion is answered"
+    );
+    create(&mut conn, "again", &[]);
+    let (error, records) = read_all(&mut conn, "again", 0);
+    assert_eq!(
+        (error, records),
+        (0, vec![]),
+        "nothing of the old topic is served"
+    );
+    assert_eq!(
+        produce(
+            &mut conn,
+            "again",
+            batch(&[(Some("k"), Some("new"))], Compression::None)
+        ),
+        0
+    );
+    let (_, records) = read_all(&mut conn, "again", 0);
+    assert_eq!(records, vec![(0, Some("k".into()), Some("new".into()))]);
+    wait_until("the deleted directory to be removed", || {
+        std::fs::read_dir(&k.data_dir)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with("-delete"))
+    });
+    assert_eq!(delete_topic(&mut conn, "again"), 0);
+    assert_eq!(
+        delete_topic(&mut conn, "again"),
+        3,
+        "gone: UNKNOWN_TOPIC_OR_PARTITION"
+    );
+}
+
+/// Names that collide once `.` is read as `_` are refused with INVALID_TOPIC_EXCEPTION, by
+/// CreateTopics and by auto-creation alike; the internal `__consumer_offsets` counts as taken
+/// before it exists, so no client can keep the broker from making it.
+#[test]
+fn names_colliding_with_another_or_the_offsets_topic_are_refused() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    let create_code = |conn: &mut Conn, topic: &str| {
+        let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+        conn.call(&req, 7).topics[0].error_code
+    };
+    let auto_create_code = |conn: &mut Conn, topic: &str| {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name(topic))),
+            ]))
+            .with_allow_auto_topic_creation(true);
+        conn.call(&req, 12).topics[0].error_code
+    };
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    assert_eq!(
+        create_code(&mut conn, "__consumer.offsets"),
+        INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(
+        auto_create_code(&mut conn, "__consumer.offsets"),
+        INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(create_code(&mut conn, "a.b"), 0);
+    assert_eq!(create_code(&mut conn, "a_b"), INVALID_TOPIC_EXCEPTION);
+    assert_eq!(auto_create_code(&mut conn, "a_b"), INVALID_TOPIC_EXCEPTION);
+    // The offsets topic is still made when first needed, with the broker's settings.
+    assert_eq!(auto_create_code(&mut conn, "__consumer_offsets"), 0);
+    assert!(!k.data_dir.join("__consumer.offsets-0").exists());
+}

@@ -32,6 +32,8 @@ pub enum StartError {
     Meta { path: PathBuf, reason: String },
     #[error("cannot load topics: {0}")]
     Topics(String),
+    #[error("{0}")]
+    Network(String),
     #[error("cannot listen on {addr} (listener {name}): {reason}")]
     Bind {
         name: String,
@@ -152,6 +154,7 @@ impl Broker {
             .int("max.connections")
             .clamp(1, Semaphore::MAX_PERMITS as i64) as u32;
         let connections = Arc::new(Semaphore::new(max_connections as usize));
+        let edge = Arc::new(server::Edge::new(&config).map_err(StartError::Network)?);
         let mut addrs = Vec::new();
         let mut acceptors = Vec::new();
         for (listener, advertised) in &config.listeners {
@@ -183,6 +186,7 @@ impl Broker {
                 shared.clone(),
                 Arc::new(advertised),
                 connections.clone(),
+                edge.clone(),
                 stop.subscribe(),
             )));
         }
@@ -426,7 +430,7 @@ fn load_or_create_cluster_id(dir: &Path, node_id: i32) -> Result<String, StartEr
 }
 
 /// URL-safe base64 without padding: the form of Kafka cluster ids (22 characters for 16 bytes).
-fn base64url(bytes: &[u8]) -> String {
+pub(crate) fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

@@ -3,9 +3,12 @@
 //! Requests flow from the network edge ([`server`]) through the protocol layer ([`api`], one
 //! module per Kafka API) to the partition manager ([`topics`]) and the storage engine ([`log`]).
 
+#[cfg(test)]
+mod alloc_meter;
 pub mod api;
 pub mod broker;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod group;
 pub mod log;

@@ -182,6 +182,21 @@ fn spawn(
     unreachable!()
 }
 
+/// Decodes a response frame (header and body) for a request of type `R`.
+fn decode_response<R: Request>(mut frame: Bytes, correlation: i32, version: i16) -> R::Response {
+    let api = ApiKey::try_from(R::KEY).unwrap();
+    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, correlation, "responses out of order");
+    let resp = R::Response::decode(&mut frame, version)
+        .unwrap_or_else(|e| panic!("decode {api:?} v{version}: {e}"));
+    assert_eq!(
+        frame.remaining(),
+        0,
+        "{api:?} v{version}: trailing bytes in response"
+    );
+    resp
+}
+
 /// A minimal blocking Kafka protocol client for tests.
 pub struct Conn {
     pub stream: TcpStream,
@@ -207,6 +222,24 @@ impl Conn {
     }
 
     pub fn send<R: Request>(&mut self, req: &R, version: i16) -> i32 {
+        let (correlation, body) = self.request_bytes(req, version);
+        self.send_raw(&body);
+        correlation
+    }
+
+    /// As `call`, but `None` when the broker closes the connection instead of answering.
+    pub fn try_call<R: Request>(&mut self, req: &R, version: i16) -> Option<R::Response> {
+        let (correlation, body) = self.request_bytes(req, version);
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        self.stream.write_all(&frame).ok()?;
+        let frame = self.read_frame()?;
+        Some(decode_response::<R>(frame, correlation, version))
+    }
+
+    /// A request frame's body (header and request) with the next correlation id.
+    fn request_bytes<R: Request>(&mut self, req: &R, version: i16) -> (i32, BytesMut) {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
         let header = RequestHeader::default()
@@ -218,9 +251,9 @@ impl Conn {
         header
             .encode(&mut body, R::header_version(version))
             .unwrap();
-        req.encode(&mut body, version).unwrap();
-        self.send_raw(&body);
-        correlation
+        req.encode(&mut body, version)
+            .unwrap_or_else(|e| panic!("encode API {} v{version} request: {e}", R::KEY));
+        (correlation, body)
     }
 
     pub fn send_raw(&mut self, body: &[u8]) {
@@ -240,19 +273,8 @@ impl Conn {
     }
 
     pub fn receive<R: Request>(&mut self, correlation: i32, version: i16) -> R::Response {
-        let mut frame = self.read_frame().expect("response frame");
-        let api = ApiKey::try_from(R::KEY).unwrap();
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, correlation, "responses out of order");
-        let resp = R::Response::decode(&mut frame, version)
-            .unwrap_or_else(|e| panic!("decode {api:?} v{version}: {e}"));
-        assert_eq!(
-            frame.remaining(),
-            0,
-            "{api:?} v{version}: trailing bytes in response"
-        );
-        resp
+        let frame = self.read_frame().expect("response frame");
+        decode_response::<R>(frame, correlation, version)
     }
 
     /// True when the broker has closed the connection.
@@ -270,4 +292,207 @@ impl Conn {
             ),
         }
     }
+}
+
+pub mod client;
+pub mod diff;
+pub mod fixtures;
+
+/// Where an Apache Kafka distribution is (`KAFKA_HOME`, as laid out by `compat/kafka/dist.sh`),
+/// for tests that compare Klamm with the real thing. Unset: with `CI=true` the test fails (a
+/// required suite must not be skipped silently); otherwise it prints a loud SKIPPED line and the
+/// caller returns.
+pub fn kafka_home_or_skip(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("KAFKA_HOME").filter(|h| !h.is_empty()) {
+        Some(home) => {
+            let home = PathBuf::from(home);
+            assert!(
+                home.join("bin/kafka-server-start.sh").is_file(),
+                "KAFKA_HOME={} has no bin/kafka-server-start.sh (run compat/kafka/dist.sh)",
+                home.display()
+            );
+            Some(home)
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: KAFKA_HOME is not set, and CI=true does not allow skipping")
+        }
+        None => {
+            eprintln!();
+            eprintln!(
+                "*** SKIPPED {test}: KAFKA_HOME is not set (compat/kafka/dist.sh prints one) ***"
+            );
+            eprintln!();
+            None
+        }
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it; a race with other processes is possible
+/// but unlikely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// One Apache Kafka node in KRaft mode (broker and controller in one process) on free ports with
+/// a temporary data directory. Dropping it kills the JVM.
+pub struct ApacheKafka {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl ApacheKafka {
+    /// Formats a fresh log directory and starts `bin/kafka-server-start.sh` of `home`, with the
+    /// distribution's `config/server.properties` plus `overrides` (`key=value`; later wins).
+    /// Returns once the broker logs that it started.
+    pub fn start(home: &Path, overrides: &[&str]) -> ApacheKafka {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, cport) = (free_port(), free_port());
+        let mine = [
+            format!("listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"),
+            format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port}"),
+            format!("controller.quorum.voters=1@127.0.0.1:{cport}"),
+            format!("log.dirs={}", dir.path().join("data").display()),
+        ];
+        let mut props: Vec<String> = Vec::new();
+        let stock = std::fs::read_to_string(home.join("config/server.properties"))
+            .expect("KAFKA_HOME/config/server.properties");
+        let keys: Vec<&str> = mine
+            .iter()
+            .map(String::as_str)
+            .chain(overrides.iter().copied())
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        for line in stock.lines() {
+            let key = line.split_once('=').map(|(k, _)| k.trim());
+            if !key.is_some_and(|k| keys.contains(&k)) {
+                props.push(line.to_string());
+            }
+        }
+        props.extend(mine);
+        props.extend(overrides.iter().map(|s| s.to_string()));
+        let config = dir.path().join("server.properties");
+        std::fs::write(&config, props.join("\n") + "\n").expect("write server.properties");
+
+        let logs = dir.path().join("logs");
+        let run = |script: &str| {
+            let mut cmd = Command::new(home.join("bin").join(script));
+            cmd.env("LOG_DIR", &logs)
+                .env("KAFKA_HEAP_OPTS", "-Xmx512M -Xms256M");
+            cmd
+        };
+        let format = run("kafka-storage.sh")
+            .args([
+                "format",
+                "--ignore-formatted",
+                "-t",
+                &kraft_cluster_id(),
+                "-c",
+            ])
+            .arg(&config)
+            .output()
+            .expect("run kafka-storage.sh");
+        assert!(
+            format.status.success(),
+            "kafka-storage.sh format failed:\n{}{}",
+            String::from_utf8_lossy(&format.stdout),
+            String::from_utf8_lossy(&format.stderr)
+        );
+        let out_path = dir.path().join("out.log");
+        let out = std::fs::File::create(&out_path).expect("create out.log");
+        let err = out.try_clone().expect("clone out.log");
+        let child = run("kafka-server-start.sh")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn kafka-server-start.sh");
+        let mut kafka = ApacheKafka {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let log = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if log.contains("Kafka Server started") {
+                return kafka;
+            }
+            let exited = kafka
+                .child
+                .as_mut()
+                .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+            if exited || std::time::Instant::now() > deadline {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "Apache Kafka did not start ({}); last lines of its output:\n{}",
+                    if exited { "it exited" } else { "timed out" },
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The broker's console output (its log).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("out.log")
+    }
+
+    /// SIGTERM, then SIGKILL when the JVM has not gone after a few seconds.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill(c.id(), "TERM");
+            for _ in 0..50 {
+                if !matches!(c.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ApacheKafka {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The log goes with the temporary directory: show its end while it is there.
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- last lines of Apache Kafka's log ---");
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+        }
+        self.stop();
+    }
+}
+
+/// A KRaft cluster id as `kafka-storage.sh random-uuid` prints it: 16 random bytes in URL-safe
+/// base64 without padding (made here to save starting a JVM for it).
+fn kraft_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }

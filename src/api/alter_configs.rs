@@ -39,7 +39,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> Alter
                             }
                             None => {
                                 failure = Some((
-                                    ResponseError::InvalidConfig,
+                                    ResponseError::InvalidRequest,
                                     format!(
                                         "Null value not supported for topic configs: {}",
                                         c.name
@@ -122,14 +122,15 @@ pub async fn alter_topic(
 }
 
 /// A change to this broker's configuration: refused unless it changes nothing, since the
-/// broker reads its configuration only at start-up.
+/// broker reads its configuration only at start-up. Every broker key is read-only here, and
+/// Kafka refuses a change to a read-only key with INVALID_REQUEST.
 pub fn alter_broker(ctx: &RequestContext<'_>, name: &str, keys: &[&str]) -> Result<(), Failure> {
     broker_resource(name, ctx.shared.config())?;
     if keys.is_empty() {
         return Ok(());
     }
     Err((
-        ResponseError::InvalidConfig,
+        ResponseError::InvalidRequest,
         format!(
             "Cannot update these configs dynamically: {}. Broker configs are read at start-up; change them in the config file or with --override and restart.",
             keys.join(", ")

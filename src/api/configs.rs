@@ -39,8 +39,29 @@ pub fn topic_synonyms(topic_key: &str) -> Vec<&'static str> {
             "log.retention.hours",
         ],
         "segment.ms" => vec!["log.roll.ms", "log.roll.hours"],
-        other => broker_synonym(other).into_iter().collect(),
+        other => broker_synonym(other)
+            .or_else(|| described_synonym(other))
+            .into_iter()
+            .collect(),
     }
+}
+
+/// Broker keys Kafka names as a topic key's synonym though Klamm has no broker setting for
+/// them (so they are only described, with the topic key's default).
+fn described_synonym(topic_key: &str) -> Option<&'static str> {
+    Some(match topic_key {
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "local.retention.bytes" => "log.local.retention.bytes",
+        "local.retention.ms" => "log.local.retention.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "min.insync.replicas" => "min.insync.replicas",
+        "preallocate" => "log.preallocate",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        _ => return None,
+    })
 }
 
 /// The broker keys that together decide a broker key's value, highest precedence first.
@@ -58,8 +79,7 @@ pub fn broker_synonyms(key: &str) -> Vec<&str> {
             let all = ["log.roll.ms", "log.roll.hours"];
             all.iter().skip_while(|k| **k != key).copied().collect()
         }
-        "log.dir" => vec!["log.dir"],
-        "log.dirs" => vec!["log.dirs", "log.dir"],
+        // log.dirs falls back to log.dir, but Kafka does not list log.dir as its synonym.
         other => vec![other],
     }
 }
@@ -118,7 +138,8 @@ mod tests {
             topic_synonyms("delete.retention.ms"),
             ["log.cleaner.delete.retention.ms"]
         );
-        assert!(topic_synonyms("preallocate").is_empty());
+        assert_eq!(topic_synonyms("preallocate"), ["log.preallocate"]);
+        assert!(topic_synonyms("segment.jitter.ms").is_empty());
         assert_eq!(
             broker_synonyms("log.retention.minutes"),
             ["log.retention.minutes", "log.retention.hours"]

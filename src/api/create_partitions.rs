@@ -21,7 +21,16 @@ pub async fn handle(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.name.0.as_str();
-        let outcome = if seen.get(name).copied().unwrap_or(0) > 1 {
+        let duplicate = seen.get(name).copied().unwrap_or(0) > 1;
+        // One answer per name, as Kafka gives: results are keyed by name.
+        if duplicate
+            && results
+                .iter()
+                .any(|r: &CreatePartitionsTopicResult| r.name == t.name)
+        {
+            continue;
+        }
+        let outcome = if duplicate {
             Err((
                 ResponseError::InvalidRequest,
                 "Duplicate topic in request.".to_string(),

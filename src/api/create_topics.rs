@@ -9,8 +9,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::configs::topic_synonyms;
 use super::RequestContext;
-use crate::topics::config::{broker_synonym, effective, TOPIC_DEFS};
+use crate::topics::config::{effective, TOPIC_DEFS};
 use crate::topics::NewTopic;
 use uuid::Uuid;
 
@@ -29,6 +30,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> Creat
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
         if seen.get(&name).copied().unwrap_or(0) > 1 {
+            // One answer per name, as Kafka gives: results are keyed by name.
+            if results
+                .iter()
+                .any(|r: &CreatableTopicResult| r.name == t.name)
+            {
+                continue;
+            }
             results.push(fail(
                 result,
                 ResponseError::InvalidRequest,
@@ -60,7 +68,8 @@ pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> Creat
         let outcome = if req.validate_only {
             topics
                 .check(&spec)
-                .map(|(partitions, configs)| (Uuid::nil(), partitions, configs))
+                // Kafka's controller assigns an id while validating, and reports it.
+                .map(|(partitions, configs)| (Uuid::new_v4(), partitions, configs))
         } else {
             topics
                 .create(spec)
@@ -104,7 +113,10 @@ fn created(
             let value = effective(def.name, overrides, broker).map(|v| v.render());
             let source = if overrides.contains_key(def.name) {
                 SOURCE_TOPIC
-            } else if broker_synonym(def.name).is_some_and(|b| broker.explicit.contains_key(b)) {
+            } else if topic_synonyms(def.name)
+                .iter()
+                .any(|b| broker.explicit.contains_key(*b))
+            {
                 SOURCE_STATIC_BROKER
             } else {
                 SOURCE_DEFAULT

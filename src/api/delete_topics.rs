@@ -1,5 +1,7 @@
 //! DeleteTopics, by name (all versions) and by topic id (v6+).
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -7,6 +9,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::RequestContext;
+use crate::topics::{Topic, TopicError};
 
 pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let topics = ctx.shared.topics();
@@ -46,7 +49,22 @@ pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> Delet
                 ResponseError::TopicDeletionDisabled,
                 "Topic deletion is disabled.".to_string(),
             )),
-            Some(n) => topics.delete(&n).await.map_err(|e| (e.code, e.message)),
+            Some(n) => {
+                let groups = ctx.shared.groups();
+                // A topic created again under the name must not inherit committed offsets.
+                let forget = |t: Arc<Topic>| async move {
+                    groups.forget_topic(topics, &t.name).await.map_err(|e| {
+                        TopicError::new(
+                            ResponseError::KafkaStorageError,
+                            format!("cannot remove the committed offsets of {}: {e}", t.name),
+                        )
+                    })
+                };
+                topics
+                    .delete(&n, forget)
+                    .await
+                    .map_err(|e| (e.code, e.message))
+            }
         };
         results.push(match outcome {
             Ok(t) => result

@@ -17,8 +17,8 @@ pub async fn handle(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let node = ctx.shared.node_id();
-    let response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(ctx.shared.cluster_id().to_string()));
+    // An error answer carries no cluster id, as Kafka's does.
+    let response = DescribeClusterResponse::default();
     // v0 has no endpoint type: it always means brokers.
     if ctx.api_version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
         let (error, message) = if req.endpoint_type == ENDPOINT_CONTROLLERS {
@@ -47,6 +47,7 @@ pub async fn handle(
         i32::MIN
     };
     response
+        .with_cluster_id(StrBytes::from_string(ctx.shared.cluster_id().to_string()))
         .with_error_code(0)
         .with_error_message(None)
         .with_controller_id(BrokerId(node))

@@ -107,19 +107,36 @@ fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSyno
         .with_source(source)
 }
 
-/// The broker-level synonyms of the given broker keys, as Kafka lists them: for each key its
-/// static value when set, then its default when it has one.
-fn broker_level(keys: &[&str], broker: &BrokerConfig) -> Vec<DescribeConfigsSynonym> {
+/// The broker-level synonyms of the given broker keys (the first is the key described), as
+/// Kafka lists them: the static values of the keys that are set, then the defaults of those
+/// that have one; and the list starts at the first entry for the first key, so a spelling of
+/// lower precedence (`log.retention.hours` under `log.retention.ms`) shows only after an entry
+/// for the key itself. `fallback` gives a default for keys this broker does not define.
+fn broker_level(
+    keys: &[&str],
+    broker: &BrokerConfig,
+    fallback: impl Fn(&str) -> Option<&'static str>,
+) -> Vec<DescribeConfigsSynonym> {
     let mut out = Vec::new();
     for key in keys {
         if let Some(raw) = broker.explicit.get(*key) {
             out.push(synonym(key, Some(raw.clone()), SOURCE_STATIC_BROKER));
         }
-        if let Some(default) = defs::find(BROKER_DEFS, key).and_then(|d| d.default) {
+    }
+    for key in keys {
+        let default = match defs::find(BROKER_DEFS, key) {
+            Some(d) => d.default,
+            None => fallback(key),
+        };
+        if let Some(default) = default {
             out.push(synonym(key, Some(default.to_string()), SOURCE_DEFAULT));
         }
     }
-    out
+    let first = keys.first().copied().unwrap_or_default();
+    match out.iter().position(|s| s.name.as_str() == first) {
+        Some(at) => out.split_off(at),
+        None => Vec::new(),
+    }
 }
 
 fn entry(
@@ -160,7 +177,10 @@ fn topic_entry(
     if let Some(v) = overrides.get(def.name) {
         synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_DYNAMIC_TOPIC));
     }
-    synonyms.extend(broker_level(&topic_synonyms(def.name), broker));
+    // Broker keys Klamm has no setting for default to the topic key's default, as in Kafka.
+    synonyms.extend(broker_level(&topic_synonyms(def.name), broker, |_| {
+        def.default
+    }));
     let value = effective(def.name, overrides, broker).map(|v| v.render());
     entry(def, value, synonyms, false, detail)
 }
@@ -170,7 +190,7 @@ fn broker_entry(
     broker: &BrokerConfig,
     detail: &Detail,
 ) -> DescribeConfigsResourceResult {
-    let synonyms = broker_level(&broker_synonyms(def.name), broker);
+    let synonyms = broker_level(&broker_synonyms(def.name), broker, |_| None);
     let value = broker.value(def.name).map(|v| v.render());
     // Klamm reads its configuration only at start-up, so no broker key is dynamic.
     entry(def, value, synonyms, true, detail)

@@ -6,10 +6,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
-use crate::group::valid_group_id;
+use crate::group::valid_offsets_group_id;
 
-/// Without ACLs every group operation is allowed: READ, DELETE, DESCRIBE.
-const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// Without ACLs every group operation is allowed: READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS (the set Kafka reports).
+const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub async fn handle(
@@ -29,13 +30,14 @@ pub async fn handle(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(ops);
-            if !valid_group_id(id.0.as_str()) {
+            if !valid_offsets_group_id(id.0.as_str()) {
                 return base.with_error_code(ResponseError::InvalidGroupId.code());
             }
             let Some(group) = ctx.shared.groups().get(id.0.as_str()) else {
                 // Before v6 an unknown group is described as Dead with no error.
                 return if version >= 6 {
                     base.with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_authorized_operations(OPS_NOT_REQUESTED)
                         .with_error_message(Some(StrBytes::from_string(format!(
                             "Group {} not found.",
                             id.0.as_str()

@@ -77,10 +77,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
         }
     }
     let wanted = Arc::new(wanted);
+    // The broker's fetch.max.bytes caps what the client asks for (KIP-74's first batch
+    // still goes whole).
+    let broker_max = ctx.shared.config().int("fetch.max.bytes").max(0) as usize;
     let max_bytes = if version >= 3 {
-        req.max_bytes.max(0) as usize
+        (req.max_bytes.max(0) as usize).min(broker_max)
     } else {
-        usize::MAX
+        broker_max
     };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -160,11 +163,13 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<Read> {
             };
             let (slice, offsets) = match p.slice_from(w.fetch_offset) {
                 Ok(s) => s,
-                Err(LogError::OffsetOutOfRange { start, end, .. }) => {
+                // Kafka reports no offsets with this error (-1 each); the client asks
+                // ListOffsets where to resume.
+                Err(LogError::OffsetOutOfRange { .. }) => {
                     return Read {
                         error: Some(ResponseError::OffsetOutOfRange),
-                        high_watermark: end,
-                        log_start_offset: start,
+                        high_watermark: -1,
+                        log_start_offset: -1,
                         records: Bytes::new(),
                     }
                 }
@@ -221,13 +226,20 @@ fn respond(
         .collect();
     for (w, r) in wanted.iter().zip(reads) {
         let code = r.error.map_or(0, |e| e.code());
+        // Kafka answers partitions it does not know with an empty (not null) list of aborted
+        // transactions; partitions it reads, with a list only under read_committed.
+        let unknown = matches!(
+            r.error,
+            Some(ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId)
+        );
+        let aborted = (unknown || isolation_level == 1).then(Vec::new);
         let data = PartitionData::default()
             .with_partition_index(w.index)
             .with_error_code(code)
             .with_high_watermark(r.high_watermark)
             .with_last_stable_offset(r.high_watermark)
             .with_log_start_offset(r.log_start_offset)
-            .with_aborted_transactions((isolation_level == 1).then(Vec::new))
+            .with_aborted_transactions(aborted)
             .with_preferred_read_replica((-1).into())
             .with_records(Some(r.records));
         topics[w.topic].partitions.push(data);

@@ -62,6 +62,8 @@ pub async fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    // Kafka's single-key answer (v1–v3) names even success: "NONE".
+    let message = message.or_else(|| Some("NONE".to_string()));
     FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message(message.map(StrBytes::from_string))

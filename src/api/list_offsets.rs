@@ -27,7 +27,25 @@ fn answer(
         .with_error_code(error.map_or(0, |e| e.code()))
         .with_offset(offset)
         .with_timestamp(timestamp)
-        .with_leader_epoch(if error.is_none() { LEADER_EPOCH } else { -1 })
+        // No offset found (a time after every record, an empty partition): no epoch either.
+        .with_leader_epoch(if error.is_none() && offset >= 0 {
+            LEADER_EPOCH
+        } else {
+            -1
+        })
+}
+
+/// Whether `timestamp` means something at `version`: times from 0, latest and earliest always,
+/// each later special value from the version that introduced it. Kafka answers anything else
+/// UNSUPPORTED_VERSION (earliest pending upload, -6, needs v11, beyond what we serve).
+fn valid_at(timestamp: i64, version: i16) -> bool {
+    match timestamp {
+        0.. | LATEST | EARLIEST => true,
+        MAX_TIMESTAMP => version >= 7,
+        EARLIEST_LOCAL => version >= 8,
+        LATEST_TIERED => version >= 9,
+        _ => false,
+    }
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -51,6 +69,15 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOf
                 partitions.push(answer(index, Some(e), -1, -1));
                 continue;
             }
+            if !valid_at(rp.timestamp, ctx.api_version) {
+                partitions.push(answer(
+                    index,
+                    Some(ResponseError::UnsupportedVersion),
+                    -1,
+                    -1,
+                ));
+                continue;
+            }
             let offsets = p.offsets();
             let response = match rp.timestamp {
                 LATEST => answer(index, None, offsets.high_watermark, -1),
@@ -72,7 +99,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOf
                         _ => answer(index, Some(ResponseError::KafkaStorageError), -1, -1),
                     }
                 }
-                _ => answer(index, Some(ResponseError::InvalidRequest), -1, -1),
+                _ => answer(index, Some(ResponseError::UnsupportedVersion), -1, -1),
             };
             partitions.push(response);
         }

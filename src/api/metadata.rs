@@ -54,8 +54,10 @@ pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataR
         }
         Some(requested) => {
             for rt in requested {
-                let by_id = rt.name.is_none() && !rt.topic_id.is_nil();
-                let entry = match rt.name {
+                // A topic id wins over an empty name (the field's default), as in Kafka.
+                let name = rt.name.filter(|n| !n.is_empty() || rt.topic_id.is_nil());
+                let by_id = name.is_none() && !rt.topic_id.is_nil();
+                let entry = match name {
                     Some(name) => lookup(ctx, name.0.as_str(), auto_create, node, topic_ops).await,
                     None if by_id => match shared.topics().get_by_id(rt.topic_id) {
                         Some(t) => describe(&t, node, topic_ops),
@@ -104,6 +106,13 @@ async fn lookup(
             Uuid::nil(),
             ResponseError::UnknownTopicOrPartition,
         );
+    }
+    if name == crate::group::OFFSETS_TOPIC {
+        // As Kafka does, auto-creation makes the internal topic with the broker's settings.
+        return match ctx.shared.groups().offsets_topic(topics).await {
+            Ok(t) => describe(&t, node, ops),
+            Err(e) => error_topic(Some(name), Uuid::nil(), e),
+        };
     }
     let spec = NewTopic {
         name: name.to_string(),

@@ -145,6 +145,20 @@ pub enum DispatchError {
     Unserved(i16),
 }
 
+/// Decodes a body at a version and returns the bytes the decoder consumed and the value
+/// re-encoded.
+#[cfg(test)]
+pub(crate) type DecodeFn = fn(i16, &[u8]) -> Result<(usize, Vec<u8>), String>;
+
+/// kafka-protocol's codec of one request type, as plain functions.
+#[cfg(test)]
+pub(crate) struct RequestCodec {
+    pub key: ApiKey,
+    pub decode: DecodeFn,
+    /// Encodes the request type's default value.
+    pub encode_default: fn(i16) -> Result<Vec<u8>, String>,
+}
+
 /// Encodes a response frame: size, response header (at the version the API requires), body.
 pub fn encode_frame<R: Encodable + HeaderVersion>(
     correlation_id: i32,
@@ -179,28 +193,69 @@ macro_rules! api_table {
             vec![ $( (ApiKey::$key, <$req as Message>::VERSIONS, <<$req as Request>::Response as Message>::VERSIONS), )* ]
         }
 
-        /// Decodes the body, runs the handler and encodes its response frame (`None` when the
-        /// request gets no response).
+        /// For each row, kafka-protocol's codec of its request, for tests that hold our own
+        /// request layouts against it.
+        #[cfg(test)]
+        pub(crate) fn request_codecs() -> Vec<RequestCodec> {
+            vec![ $( RequestCodec {
+                key: ApiKey::$key,
+                decode: |version, bytes| {
+                    let mut buf = Bytes::copy_from_slice(bytes);
+                    let request = <$req>::decode(&mut buf, version).map_err(|e| e.to_string())?;
+                    let used = bytes.len() - buf.len();
+                    let mut out = BytesMut::new();
+                    request.encode(&mut out, version).map_err(|e| e.to_string())?;
+                    Ok((used, out.to_vec()))
+                },
+                encode_default: |version| {
+                    let mut out = BytesMut::new();
+                    <$req>::default().encode(&mut out, version).map_err(|e| e.to_string())?;
+                    Ok(out.to_vec())
+                },
+            }, )* ]
+        }
+
+        /// A decoded request body of one of the APIs in the table.
+        #[derive(Debug)]
+        pub enum RequestBody {
+            $( $key($req), )*
+        }
+
+        /// Checks and decodes a request body: everything between the header and the handler.
+        /// The crate trusts the counts on the wire; nothing reaches it that our own walk of the
+        /// body has not found to fit in its bytes.
+        pub fn decode_body(
+            key: ApiKey,
+            version: i16,
+            mut body: Bytes,
+        ) -> Result<RequestBody, DispatchError> {
+            let decode_error = |reason: String| DispatchError::Decode { api: key, version, reason };
+            crate::codec::precheck(key, version, &body).map_err(|e| decode_error(e.to_string()))?;
+            match key {
+                $( ApiKey::$key => <$req>::decode(&mut body, version)
+                    .map(RequestBody::$key)
+                    .map_err(|e| decode_error(e.to_string())), )*
+                _ => Err(DispatchError::Unserved(key as i16)),
+            }
+        }
+
+        /// Runs the handler of a decoded request and encodes its response frame (`None` when
+        /// the request gets no response).
         pub async fn dispatch(
             ctx: &RequestContext<'_>,
-            key: ApiKey,
-            mut body: Bytes,
+            request: RequestBody,
         ) -> Result<Option<BytesMut>, DispatchError> {
             let version = ctx.api_version;
-            match key {
-                $( ApiKey::$key => {
-                    let request = <$req>::decode(&mut body, version).map_err(|e| DispatchError::Decode {
-                        api: key, version, reason: e.to_string(),
-                    })?;
+            match request {
+                $( RequestBody::$key(request) => {
                     let response = $handler(ctx, request).await;
                     if ctx.suppress.load(Ordering::Relaxed) {
                         return Ok(None);
                     }
                     encode_frame(ctx.correlation_id, version, &response)
                         .map(Some)
-                        .map_err(|reason| DispatchError::Encode { api: key, version, reason })
+                        .map_err(|reason| DispatchError::Encode { api: ApiKey::$key, version, reason })
                 } )*
-                _ => Err(DispatchError::Unserved(key as i16)),
             }
         }
     };

@@ -65,6 +65,14 @@ pub async fn handle(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -> Offse
             offsets,
         )
         .await;
+    // Before v9 a commit with a generation to a group that does not exist is answered
+    // ILLEGAL_GENERATION, as Kafka does; v9 names the problem.
+    let outcome = match outcome {
+        Err(ResponseError::GroupIdNotFound) if ctx.api_version < 9 => {
+            Err(ResponseError::IllegalGeneration)
+        }
+        other => other,
+    };
     let mut results = match &outcome {
         Ok(r) => r.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::group::state::Committed;
-use crate::group::valid_group_id;
+use crate::group::valid_offsets_group_id;
 
 type Fetched = Vec<(String, Vec<(i32, Option<Committed>)>)>;
 
@@ -20,7 +20,7 @@ fn fetch(
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Fetched, ResponseError> {
-    if !valid_group_id(group) {
+    if !valid_offsets_group_id(group) {
         return Err(ResponseError::InvalidGroupId);
     }
     let flat = wanted.map(|w| {

@@ -77,7 +77,14 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceRes
                                     .with_log_append_time_ms(done.log_append_time)
                                     .with_log_start_offset(done.log_start_offset)
                             }
+                            // Kafka reports the log start with record-level errors (its
+                            // validator's), and -1 with errors about the batch as a whole.
                             Err(e) => failed(pd.index, e.error, Some(e.message))
+                                .with_log_start_offset(if e.record_errors.is_empty() {
+                                    -1
+                                } else {
+                                    p.offsets().log_start_offset
+                                })
                                 .with_record_errors(
                                     // Record-level errors exist from v8.
                                     e.record_errors

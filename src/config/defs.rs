@@ -75,11 +75,34 @@ impl Value {
     pub fn render(&self) -> String {
         match self {
             Value::Int(v) => v.to_string(),
-            Value::Double(v) => v.to_string(),
+            Value::Double(v) => java_double(*v),
             Value::Bool(v) => v.to_string(),
             Value::Str(v) => v.clone(),
             Value::List(v) => v.join(","),
         }
+    }
+}
+
+/// A double as Java's `Double.toString` prints it (and so Kafka shows it): plain decimals with
+/// at least one fractional digit between 10⁻³ and 10⁷, scientific notation with `E` outside.
+fn java_double(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_string();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
+    }
+    let a = v.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let s = format!("{v}");
+        return if s.contains('.') { s } else { format!("{s}.0") };
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exponent) = s.split_once('e').unwrap_or((s.as_str(), "0"));
+    if mantissa.contains('.') {
+        format!("{mantissa}E{exponent}")
+    } else {
+        format!("{mantissa}.0E{exponent}")
     }
 }
 
@@ -201,6 +224,18 @@ pub fn find<'a>(defs: &'a [Def], name: &str) -> Option<&'a Def> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn doubles_print_as_java_does() {
+        use super::java_double;
+        assert_eq!(java_double(0.5), "0.5");
+        assert_eq!(java_double(1.0), "1.0");
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(1e7), "1.0E7");
+        assert_eq!(java_double(f64::MAX), "1.7976931348623157E308");
+        assert_eq!(java_double(1.5e-5), "1.5E-5");
+    }
+
     use super::*;
 
     #[test]

@@ -7,6 +7,7 @@
 //! into dotted Kafka keys and validated against [`BROKER_DEFS`].
 
 pub mod defs;
+pub mod network;
 pub mod properties;
 
 use std::collections::BTreeMap;
@@ -229,6 +230,42 @@ pub const BROKER_DEFS: &[Def] = &[
         doc: "Connections served at once; more wait to be accepted.",
     },
     Def {
+        name: "max.connections.per.ip",
+        kind: int_at_least(0),
+        default: Some("2147483647"),
+        doc: "Connections one client address may hold at once; more are closed when accepted.",
+    },
+    Def {
+        name: "max.connections.per.ip.overrides",
+        kind: Kind::Str,
+        default: Some(""),
+        doc: "Per-address exceptions to max.connections.per.ip, as host:count,host:count.",
+    },
+    Def {
+        name: "max.connection.creation.rate",
+        kind: int_at_least(0),
+        default: Some("2147483647"),
+        doc: "New connections accepted per second, across listeners; more wait to be accepted.",
+    },
+    Def {
+        name: "connections.max.idle.ms",
+        kind: defs::ANY_LONG,
+        default: Some("600000"),
+        doc: "Connections with no bytes in either direction for this long are closed; -1 never.",
+    },
+    Def {
+        name: "request.timeout.ms",
+        kind: int_at_least(0),
+        default: Some("30000"),
+        doc: "Longest a request may take to arrive once its first byte has; 0 for no limit.",
+    },
+    Def {
+        name: "fetch.max.bytes",
+        kind: int_at_least(1024),
+        default: Some("57671680"),
+        doc: "Most record bytes in one fetch response (the first batch is always whole).",
+    },
+    Def {
         name: "group.initial.rebalance.delay.ms",
         kind: int_at_least(0),
         default: Some("3000"),
@@ -389,6 +426,8 @@ impl BrokerConfig {
             listeners: Vec::new(),
         };
         cfg.listeners = cfg.resolve_listeners()?;
+        // Checked here so that a malformed value stops the load with its key named.
+        network::NetworkConfig::from_config(&cfg)?;
         Ok(cfg)
     }
 

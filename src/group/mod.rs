@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use kafka_protocol::ResponseError;
 use tokio::sync::OnceCell;
@@ -26,6 +26,7 @@ use crate::topics::{NewTopic, Topic, TopicManager};
 use records::{GroupValue, Key, MemberValue, OffsetValue};
 use state::{
     Committed, Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, Persist, SyncOutcome,
+    MAX_PENDING_MEMBERS,
 };
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -49,6 +50,12 @@ pub fn valid_group_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= i16::MAX as usize
 }
 
+/// The group ids OffsetCommit, OffsetFetch, DescribeGroups and DeleteGroups accept: as in Kafka,
+/// the empty one too (old clients committed offsets under it).
+pub fn valid_offsets_group_id(id: &str) -> bool {
+    id.len() <= i16::MAX as usize
+}
+
 impl GroupCoordinator {
     pub fn new(config: &BrokerConfig) -> GroupCoordinator {
         let ms = |k: &str| Duration::from_millis(config.int(k).max(0) as u64);
@@ -58,6 +65,7 @@ impl GroupCoordinator {
                 min_session_timeout: ms("group.min.session.timeout.ms"),
                 max_session_timeout: ms("group.max.session.timeout.ms"),
                 max_size: config.int("group.max.size").max(1) as usize,
+                max_pending: MAX_PENDING_MEMBERS,
             },
             partitions: config.int("offsets.topic.num.partitions") as i32,
             metadata_max_bytes: config.int("offset.metadata.max.bytes").max(0) as usize,
@@ -221,8 +229,10 @@ impl GroupCoordinator {
             return;
         }
         if let Ok(topic) = self.offsets_topic(topics).await {
-            let g = lock(group);
-            let _ = self.persist_group(&topic, &g);
+            let mut g = lock(group);
+            if self.persist_group(&topic, &g).is_ok() {
+                g.persisted = true;
+            }
         }
     }
 
@@ -361,23 +371,21 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<((String, i32), Committed)>,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        if !valid_group_id(group_id) {
+        if !valid_offsets_group_id(group_id) {
             return Err(ResponseError::InvalidGroupId);
         }
         let topic = self.offsets_topic(topics).await?;
-        let group = if generation < 0 && member_id.is_empty() {
+        // Without a generation the commit is a standalone one (a simple consumer), which may
+        // create the group; with one, the group must exist.
+        let group = if generation < 0 {
             self.get_or_create(group_id)
         } else {
-            self.get(group_id).ok_or(ResponseError::UnknownMemberId)?
+            self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?
         };
         let mut g = lock(&group);
         match g.state {
             GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
-            _ if generation < 0 && member_id.is_empty() => {
-                if !g.is_empty() {
-                    return Err(ResponseError::UnknownMemberId);
-                }
-            }
+            _ if generation < 0 && g.is_empty() => {}
             _ => {
                 if let Some(i) = instance_id {
                     if g.instances.get(i).is_some_and(|cur| cur != member_id) {
@@ -473,7 +481,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group.
     pub async fn delete(&self, topics: &TopicManager, group_id: &str) -> Result<(), ResponseError> {
-        if !valid_group_id(group_id) {
+        if !valid_offsets_group_id(group_id) {
             return Err(ResponseError::InvalidGroupId);
         }
         let group = self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
@@ -569,16 +577,66 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Runs clock-driven transitions; called by the broker's ticker.
+    /// Removes every group's committed offsets of a deleted topic, with tombstones made
+    /// durable before this returns, so a topic created again under the name is consumed from
+    /// its beginning (auto.offset.reset), also after a restart: Kafka's clean-up of deleted
+    /// partitions. Runs under the topic manager's admin lock, so it never creates the offsets
+    /// topic (that would wait for the same lock); without one nothing was ever committed.
+    pub async fn forget_topic(
+        &self,
+        topics: &TopicManager,
+        topic: &str,
+    ) -> Result<(), ResponseError> {
+        let Some(offsets) = self
+            .topic
+            .get()
+            .cloned()
+            .or_else(|| topics.get(OFFSETS_TOPIC))
+        else {
+            return Ok(());
+        };
+        let mut written = std::collections::BTreeSet::new();
+        for group in self.all() {
+            let mut g = lock(&group);
+            let gone: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            let entries = offset_tombstones(&g.id, &gone);
+            self.write(&offsets, &g.id, entries)?;
+            for k in &gone {
+                g.offsets.remove(k);
+            }
+            written.insert(records::partition_for(
+                &g.id,
+                offsets.partitions.len() as i32,
+            ));
+        }
+        for index in written {
+            if let Some(p) = offsets.partition(index) {
+                let end = p.offsets().high_watermark;
+                p.wait_durable(end - 1).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs clock-driven transitions; called by the broker's ticker. `retention_due` every
+    /// offsets.retention.check.interval.ms: then offsets expire, and idle groups go.
     pub async fn tick(&self, topics: &TopicManager, retention_due: bool) {
         let now = Instant::now();
         let now_ms = now_ms();
         for group in self.all() {
             let persist = lock(&group).tick(&self.limits, now, now_ms);
             self.apply_persist(topics, &group, persist).await;
-            if retention_due {
-                self.expire_offsets(topics, &group, now_ms).await;
-            }
+        }
+        if retention_due {
+            self.cleanup(topics, now_ms).await;
         }
     }
 
@@ -586,48 +644,88 @@ impl GroupCoordinator {
         self.retention_check.max(Duration::from_millis(1))
     }
 
-    /// offsets.retention.minutes: offsets of a group that has been empty that long expire (for
-    /// groups that never had members, each offset expires that long after its commit).
-    async fn expire_offsets(&self, topics: &TopicManager, group: &Arc<Mutex<Group>>, now_ms: i64) {
+    /// Kafka's periodic group clean-up: expires committed offsets by offsets.retention.minutes
+    /// (see [`Group::expired_offsets`]), then removes every group left idle (Empty, with no
+    /// offsets and no member ids handed out), tombstoning its metadata. So a group costs
+    /// memory only while it has members, pending members or offsets.
+    async fn cleanup(&self, topics: &TopicManager, now_ms: i64) {
+        let groups = self.all();
+        if groups.is_empty() {
+            return;
+        }
         let Ok(topic) = self.offsets_topic(topics).await else {
             return;
         };
-        let mut g = lock(group);
-        if g.state != GroupState::Empty {
-            return;
+        let (mut expired, mut removed) = (0usize, 0usize);
+        for group in groups {
+            let (n, gone) = self.cleanup_group(&topic, &group, now_ms);
+            expired += n;
+            removed += usize::from(gone);
         }
-        let empty_since = g.state_since_ms;
-        let retention = self.retention_ms;
-        let expired: Vec<(String, i32)> = g
-            .offsets
-            .iter()
-            .filter(|(_, c)| now_ms - c.commit_timestamp.max(empty_since) >= retention)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if expired.is_empty() {
-            return;
+        if removed > 0 {
+            // The table keeps its capacity as entries go; a storm of groups must not leave a
+            // storm-sized table behind.
+            let mut table = self.table();
+            if table.capacity() > 64 && table.len() < table.capacity() / 4 {
+                let len = table.len();
+                table.shrink_to(len * 2);
+            }
         }
-        let id = g.id.clone();
-        let entries = expired
-            .iter()
-            .map(|(t, p)| {
-                (
-                    Key::Offset {
-                        group: id.clone(),
-                        topic: t.clone(),
-                        partition: *p,
-                    }
-                    .encode(),
-                    None,
-                )
-            })
-            .collect();
-        if self.write(&topic, &id, entries).is_ok() {
+        // At most once per check interval (10 minutes by default), so the cost is nothing.
+        if removed > 0 {
+            let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+        }
+        if expired > 0 || removed > 0 {
+            info!(
+                offsets = expired,
+                groups = removed,
+                "expired committed offsets and removed idle groups"
+            );
+        }
+    }
+
+    /// One group's clean-up; returns how many offsets expired and whether the group went.
+    fn cleanup_group(
+        &self,
+        topic: &Topic,
+        group: &Arc<Mutex<Group>>,
+        now_ms: i64,
+    ) -> (usize, bool) {
+        let (id, expired) = {
+            let mut g = lock(group);
+            if g.state == GroupState::Dead {
+                return (0, false);
+            }
+            let expired = g.expired_offsets(now_ms, self.retention_ms);
+            // As Kafka: an empty group goes once none of its offsets is left.
+            let remove = g.is_unoccupied() && expired.len() == g.offsets.len();
+            let mut entries = offset_tombstones(&g.id, &expired);
+            if remove && g.persisted {
+                let key = Key::Group {
+                    group: g.id.clone(),
+                };
+                entries.push((key.encode(), None));
+            }
+            if self.write(topic, &g.id, entries).is_err() {
+                return (0, false);
+            }
             for k in &expired {
                 g.offsets.remove(k);
             }
-            info!(group = %id, partitions = expired.len(), "expired committed offsets");
+            if !remove {
+                return (expired.len(), false);
+            }
+            // Dead first: a request that found the group before it leaves the table learns
+            // that the coordinator moved, and retries (creating the group afresh).
+            g.kill(now_ms);
+            tracing::debug!(group = %g.id, "removed idle group");
+            (g.id.clone(), expired.len())
+        };
+        let mut table = self.table();
+        if table.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, group)) {
+            table.remove(&id);
         }
+        (expired, true)
     }
 
     /// Loads groups and offsets from `__consumer_offsets` at start-up.
@@ -650,11 +748,11 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut count = 0usize;
-        for mut batch in batches {
-            let Ok(set) = RecordBatchDecoder::decode(&mut batch) else {
+        for batch in batches {
+            let Some(records) = crate::log::records::decode_stored(&batch) else {
                 continue;
             };
-            for r in set.records {
+            for r in records {
                 let Some(key) = r.key.and_then(Key::decode) else {
                     continue;
                 };
@@ -704,13 +802,23 @@ impl GroupCoordinator {
         }
         let n = groups.len();
         let mut table = self.table();
+        let mut stale = Vec::new();
         for (id, g) in groups {
             if g.members.is_empty() && g.offsets.is_empty() {
+                // An empty group the broker stopped before removing: gone now, as the next
+                // retention check would have made it.
+                if g.persisted {
+                    stale.push(id);
+                }
                 continue;
             }
             table.insert(id, Arc::new(Mutex::new(g)));
         }
         drop(table);
+        for id in stale {
+            let key = Key::Group { group: id.clone() }.encode();
+            let _ = self.write(&topic, &id, vec![(key, None)]);
+        }
         let _ = self.topic.set(topic);
         info!(
             groups = n,
@@ -721,15 +829,48 @@ impl GroupCoordinator {
     }
 }
 
+/// Tombstones of a group's committed offsets.
+fn offset_tombstones(group: &str, keys: &[(String, i32)]) -> Vec<(Bytes, Option<Bytes>)> {
+    keys.iter()
+        .map(|(t, p)| {
+            let key = Key::Offset {
+                group: group.to_string(),
+                topic: t.clone(),
+                partition: *p,
+            };
+            (key.encode(), None)
+        })
+        .collect()
+}
+
+/// Returns freed heap memory to the system. glibc's malloc gives back only the top of each
+/// heap as it frees; the rest stays resident until reused, so after a storm of groups (each a
+/// handful of small allocations, interleaved with everything else) the broker would keep its
+/// peak. `malloc_trim` releases the free pages inside the heaps too.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim has no preconditions; it takes the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
 fn restore(g: &mut Group, v: GroupValue, now: Instant) {
     let offsets = std::mem::take(&mut g.offsets);
     *g = Group::new(&g.id.clone(), v.state_timestamp);
     g.offsets = offsets;
     g.generation = v.generation;
+    g.persisted = true;
+    // An empty consumer group stays one (its offsets expire by the time it became empty).
+    if !v.protocol_type.is_empty() {
+        g.protocol_type = Some(v.protocol_type);
+    }
     if v.members.is_empty() {
         return;
     }
-    g.protocol_type = Some(v.protocol_type);
     g.protocol_name = v.protocol;
     g.leader = v.leader;
     for m in v.members {

@@ -4,7 +4,7 @@
 //! Requests that must wait for a rebalance (JoinGroup, SyncGroup) leave a one-shot sender in
 //! their member; the transition that completes the rebalance answers them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,8 +39,17 @@ pub struct GroupLimits {
     pub initial_rebalance_delay: Duration,
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// group.max.size: most members a group may have.
     pub max_size: usize,
+    /// Most member ids a group holds for members that were told MEMBER_ID_REQUIRED and have not
+    /// rejoined yet (see [`Pending`]).
+    pub max_pending: usize,
 }
+
+/// The default of [`GroupLimits::max_pending`]. Kafka has no such bound (its pending ids only
+/// expire with their session timeout); a member normally rejoins within milliseconds, so this
+/// many at once means thousands of consumers starting together, or a storm of first joins.
+pub const MAX_PENDING_MEMBERS: usize = 1_000;
 
 impl GroupLimits {
     pub fn allows_session(&self, session: Duration) -> bool {
@@ -142,7 +151,7 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: IndexMap<String, Member>,
     /// Ids handed out with MEMBER_ID_REQUIRED, not yet used to rejoin.
-    pending: HashMap<String, Instant>,
+    pending: Pending,
     /// Static members: group.instance.id → member id.
     pub instances: HashMap<String, String>,
     pub offsets: BTreeMap<(String, i32), Committed>,
@@ -153,6 +162,73 @@ pub struct Group {
     rebalance_started: Option<Instant>,
     /// Wall-clock time of the last state change, for offsets retention.
     pub state_since_ms: i64,
+    /// Whether `__consumer_offsets` holds a metadata record of this group (written, or loaded),
+    /// which its removal must tombstone.
+    pub persisted: bool,
+}
+
+/// Member ids handed out with MEMBER_ID_REQUIRED and not yet used to rejoin, each forgotten
+/// when the session timeout of its join has passed, as Kafka expires a pending member. A group
+/// holds at most [`GroupLimits::max_pending`]: a newer id pushes out the one closest to
+/// expiry, whose member then learns UNKNOWN_MEMBER_ID when it rejoins and joins afresh.
+#[derive(Debug, Default)]
+struct Pending {
+    by_id: HashMap<String, (Instant, u64)>,
+    /// The same ids by deadline (a sequence number breaks ties), to expire and evict in order.
+    by_deadline: BTreeMap<(Instant, u64), String>,
+    next: u64,
+}
+
+impl Pending {
+    fn insert(&mut self, id: String, deadline: Instant, cap: usize) {
+        while self.by_id.len() >= cap.max(1) {
+            let Some((_, evicted)) = self.by_deadline.pop_first() else {
+                break;
+            };
+            self.by_id.remove(&evicted);
+        }
+        self.next += 1;
+        let key = (deadline, self.next);
+        self.by_deadline.insert(key, id.clone());
+        self.by_id.insert(id, key);
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(key) = self.by_id.remove(id) else {
+            return false;
+        };
+        self.by_deadline.remove(&key);
+        self.release_if_empty();
+        true
+    }
+
+    /// Forgets the ids whose deadline has come.
+    fn expire(&mut self, now: Instant) {
+        while let Some(first) = self.by_deadline.first_entry() {
+            if first.key().0 > now {
+                break;
+            }
+            let id = first.remove();
+            self.by_id.remove(&id);
+        }
+        self.release_if_empty();
+    }
+
+    /// A map keeps its capacity when emptied; a group that once held many ids gives it back.
+    fn release_if_empty(&mut self) {
+        if self.by_id.is_empty() && self.by_id.capacity() > 0 {
+            self.by_id = HashMap::new();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
 }
 
 /// Something the coordinator must persist after a state change.
@@ -172,13 +248,14 @@ impl Group {
             protocol_name: None,
             leader: None,
             members: IndexMap::new(),
-            pending: HashMap::new(),
+            pending: Pending::default(),
             instances: HashMap::new(),
             offsets: BTreeMap::new(),
             rebalance_deadline: None,
             join_delay_until: None,
             rebalance_started: None,
             state_since_ms: now_ms,
+            persisted: false,
         }
     }
 
@@ -273,6 +350,16 @@ impl Group {
             reply(tx, ResponseError::InvalidSessionTimeout, &req.member_id);
             return (rx, Persist::Nothing);
         }
+        if !self.accepts_joining(&req.member_id, limits) {
+            // As Kafka: the member (or the id it was handed) leaves the group, and learns the
+            // group is full under no member id.
+            if !self.pending.remove(&req.member_id) {
+                self.remove_member(&req.member_id);
+            }
+            let persist = self.maybe_complete_join(now, now_ms);
+            reply(tx, ResponseError::GroupMaxSizeReached, "");
+            return (rx, persist);
+        }
         if !self.supports(&req.protocol_type, &req.protocols) {
             reply(tx, ResponseError::InconsistentGroupProtocol, &req.member_id);
             return (rx, Persist::Nothing);
@@ -290,11 +377,7 @@ impl Group {
                 _ => {}
             }
         }
-        if self.pending.remove(&req.member_id).is_some() {
-            if self.members.len() >= limits.max_size {
-                reply(tx, ResponseError::GroupMaxSizeReached, &req.member_id);
-                return (rx, Persist::Nothing);
-            }
+        if self.pending.remove(&req.member_id) {
             let id = req.member_id.clone();
             self.add_member(id, req, tx, now);
             self.prepare_rebalance(limits, now, now_ms);
@@ -387,28 +470,47 @@ impl Group {
                     return (rx, Persist::GroupMetadata);
                 }
             }
-            if self.members.len() >= limits.max_size {
-                let _ = tx.send(JoinOutcome::error(ResponseError::GroupMaxSizeReached, ""));
-                return (rx, Persist::Nothing);
-            }
             self.instances.insert(instance, new_id.clone());
             self.add_member(new_id, req, tx, now);
             self.prepare_rebalance(limits, now, now_ms);
             return (rx, Persist::Nothing);
         }
         if req.require_known_member_id {
-            self.pending
-                .insert(new_id.clone(), now + req.session_timeout);
+            self.pending.insert(
+                new_id.clone(),
+                now + req.session_timeout,
+                limits.max_pending,
+            );
             let _ = tx.send(JoinOutcome::error(ResponseError::MemberIdRequired, &new_id));
-            return (rx, Persist::Nothing);
-        }
-        if self.members.len() >= limits.max_size {
-            let _ = tx.send(JoinOutcome::error(ResponseError::GroupMaxSizeReached, ""));
             return (rx, Persist::Nothing);
         }
         self.add_member(new_id, req, tx, now);
         self.prepare_rebalance(limits, now, now_ms);
         (rx, Persist::Nothing)
+    }
+
+    /// group.max.size as Kafka applies it to a joining member: an empty group takes anyone;
+    /// during the join phase a newcomer fits while fewer than the maximum have joined (members
+    /// yet to rejoin do not count, so the last of an oversized group to rejoin are turned away);
+    /// otherwise a newcomer fits while the group has fewer members than the maximum.
+    fn accepts_joining(&self, member_id: &str, limits: &GroupLimits) -> bool {
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                self.members
+                    .get(member_id)
+                    .is_some_and(|m| m.awaiting_join.is_some())
+                    || self
+                        .members
+                        .values()
+                        .filter(|m| m.awaiting_join.is_some())
+                        .count()
+                        < limits.max_size
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.members.contains_key(member_id) || self.members.len() < limits.max_size
+            }
+        }
     }
 
     fn add_member(
@@ -516,8 +618,8 @@ impl Group {
         self.rebalance_started = None;
         self.generation += 1;
         if self.members.is_empty() {
+            // The protocol type stays, as in Kafka: an empty group is still a consumer group.
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader = None;
             self.transition(GroupState::Empty, now_ms);
             return Persist::GroupMetadata;
@@ -767,7 +869,7 @@ impl Group {
                 current
             }
             None => {
-                if self.pending.remove(member_id).is_some() {
+                if self.pending.remove(member_id) {
                     return Ok(self.maybe_complete_join(now, now_ms));
                 }
                 if !self.members.contains_key(member_id) {
@@ -786,7 +888,6 @@ impl Group {
                 if self.members.is_empty() {
                     self.generation += 1;
                     self.protocol_name = None;
-                    self.protocol_type = None;
                     self.leader = None;
                     self.transition(GroupState::Empty, now_ms);
                     Persist::GroupMetadata
@@ -803,7 +904,7 @@ impl Group {
     /// Expires members whose session ran out and ids never used to rejoin; completes a
     /// rebalance whose delay or timeout has passed.
     pub fn tick(&mut self, limits: &GroupLimits, now: Instant, now_ms: i64) -> Persist {
-        self.pending.retain(|_, deadline| *deadline > now);
+        self.pending.expire(now);
         let expired: Vec<String> = self
             .members
             .values()
@@ -843,6 +944,68 @@ impl Group {
         })
     }
 
+    /// The topics the members subscribe to, for a consumer group with a protocol chosen; `None`
+    /// when that is unknown (another protocol type, no protocol yet, or metadata that does not
+    /// decode), as Kafka computes a classic group's subscribed topics.
+    fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = HashSet::new();
+        for m in self.members.values() {
+            let mut meta = m.metadata_for(protocol);
+            if meta.len() < 2 {
+                return None;
+            }
+            let version = bytes::Buf::get_i16(&mut meta);
+            let s = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
+            topics.extend(s.topics.iter().map(|t| t.to_string()));
+        }
+        Some(topics)
+    }
+
+    /// The committed offsets that `offsets.retention.minutes` (`retention_ms`) has expired at
+    /// `now_ms`, by Kafka's rules:
+    /// - a group that never had members (standalone commits): each offset `retention_ms`
+    ///   after its commit;
+    /// - an empty group: all of them, `retention_ms` after the group became empty;
+    /// - a stable consumer group: offsets of topics no member subscribes to, `retention_ms`
+    ///   after their commit (offsets of subscribed topics never expire);
+    /// - any other group (rebalancing, another protocol type): none.
+    pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+        let due = |since: i64| now_ms.saturating_sub(since) >= retention_ms;
+        let by_commit = |keep: &dyn Fn(&str) -> bool| -> Vec<(String, i32)> {
+            self.offsets
+                .iter()
+                .filter(|((t, _), c)| !keep(t) && due(c.commit_timestamp))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let has_protocol_type = self.protocol_type.as_deref().is_some_and(|t| !t.is_empty());
+        match self.state {
+            _ if !has_protocol_type => by_commit(&|_| false),
+            // A state time from before Kafka recorded one (negative) falls back to each commit.
+            GroupState::Empty if self.state_since_ms < 0 => by_commit(&|_| false),
+            GroupState::Empty if due(self.state_since_ms) => self.offsets.keys().cloned().collect(),
+            GroupState::Stable => match self.subscribed_topics() {
+                Some(subscribed) => by_commit(&|t| subscribed.contains(t)),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// Empty, with no members and no member ids handed out: once it has no committed offsets
+    /// either, the next retention check removes it, as Kafka removes an empty group without
+    /// offsets. (Kafka would remove it with pending members too; they would then rejoin to no
+    /// group and learn UNKNOWN_MEMBER_ID. Klamm keeps it until their ids expire.)
+    pub fn is_unoccupied(&self) -> bool {
+        self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
@@ -876,6 +1039,7 @@ mod tests {
             min_session_timeout: Duration::from_millis(10),
             max_session_timeout: Duration::from_secs(600),
             max_size: 100,
+            max_pending: MAX_PENDING_MEMBERS,
         }
     }
 
@@ -945,11 +1109,7 @@ mod tests {
         let l = limits(0);
         let t0 = Instant::now();
         let mut g = Group::new("g", 0);
-        let mut a = req("", &["range"]);
-        a.require_known_member_id = false;
-        let (mut rx, _) = g.join(a, &l, t0, 0);
-        let a_id = outcome(&mut rx).unwrap().member_id;
-        let _ = g.sync(&a_id, None, 1, None, None, vec![], t0, 0);
+        let a_id = join_and_sync(&mut g, &l, t0);
         let mut b = req("", &["range", "roundrobin"]);
         b.require_known_member_id = false;
         let (mut brx, _) = g.join(b, &l, t0, 0);
@@ -1045,5 +1205,179 @@ mod tests {
             g.heartbeat(&a_id, Some("i1"), gen, t0),
             Some(ResponseError::FencedInstanceId)
         );
+    }
+
+    /// A member that joins (with the old one-step join) and syncs: the group is then Stable
+    /// with it alone.
+    fn join_and_sync(g: &mut Group, l: &GroupLimits, t0: Instant) -> String {
+        let mut a = req("", &["range"]);
+        a.require_known_member_id = false;
+        let (mut rx, _) = g.join(a, l, t0, 0);
+        let a_id = outcome(&mut rx).unwrap().member_id;
+        let _ = g.sync(&a_id, None, 1, None, None, vec![], t0, 0);
+        a_id
+    }
+
+    fn error_of(rx: &mut oneshot::Receiver<JoinOutcome>) -> Option<ResponseError> {
+        outcome(rx).and_then(|o| o.error)
+    }
+
+    #[test]
+    fn pending_ids_expire_with_their_session_and_leave_the_group_unoccupied() {
+        let l = limits(0);
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let (mut rx, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let id = outcome(&mut rx).unwrap().member_id;
+        assert_eq!(g.pending.len(), 1);
+        assert!(!g.is_unoccupied(), "a handed-out id keeps the group");
+        // The session timeout of the join is 1 s.
+        g.tick(&l, t0 + Duration::from_millis(999), 0);
+        assert_eq!(g.pending.len(), 1);
+        g.tick(&l, t0 + Duration::from_millis(1000), 0);
+        assert_eq!(g.pending.len(), 0);
+        assert!(g.is_unoccupied());
+        let (mut rx, _) = g.join(req(&id, &["range"]), &l, t0, 0);
+        assert_eq!(error_of(&mut rx), Some(ResponseError::UnknownMemberId));
+        assert!(g.is_unoccupied());
+    }
+
+    #[test]
+    fn pending_ids_are_bounded_per_group() {
+        let mut l = limits(0);
+        l.max_pending = 3;
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let ids: Vec<String> = (0..5)
+            .map(|i| {
+                let now = t0 + Duration::from_millis(i);
+                let (mut rx, _) = g.join(req("", &["range"]), &l, now, 0);
+                outcome(&mut rx).unwrap().member_id
+            })
+            .collect();
+        assert_eq!(g.pending.len(), 3);
+        assert_eq!(g.pending.by_deadline.len(), 3);
+        // The two closest to expiry made room; their owners must start over.
+        for old in &ids[..2] {
+            let (mut rx, _) = g.join(req(old, &["range"]), &l, t0, 0);
+            assert_eq!(error_of(&mut rx), Some(ResponseError::UnknownMemberId));
+        }
+        let (mut rx, _) = g.join(req(&ids[4], &["range"]), &l, t0, 0);
+        assert!(outcome(&mut rx).is_none(), "waits for the other two ids");
+        assert_eq!(g.members.len(), 1);
+        assert_eq!(g.pending.len(), 2);
+    }
+
+    #[test]
+    fn group_max_size_turns_newcomers_away_as_kafka_does() {
+        let mut l = limits(0);
+        l.max_size = 1;
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let a_id = join_and_sync(&mut g, &l, t0);
+        assert_eq!(g.state, GroupState::Stable);
+        // A full stable group gives a newcomer no id at all.
+        let (mut rx, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let out = outcome(&mut rx).unwrap();
+        assert_eq!(out.error, Some(ResponseError::GroupMaxSizeReached));
+        assert_eq!(out.member_id, "");
+        assert_eq!(g.pending.len(), 0);
+        // The member itself may rejoin.
+        let (mut rx, _) = g.join(req(&a_id, &["range"]), &l, t0, 0);
+        assert_eq!(error_of(&mut rx), None);
+        assert_eq!(g.members.len(), 1);
+
+        // An empty group takes anyone; during the join phase only as many as the maximum.
+        let mut g = Group::new("h", 0);
+        let (mut rx, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let b_id = outcome(&mut rx).unwrap().member_id;
+        let (mut rx, _) = g.join(req("", &["range"]), &l, t0, 0);
+        let c_id = outcome(&mut rx).unwrap().member_id;
+        let (mut b, _) = g.join(req(&b_id, &["range"]), &l, t0, 0);
+        assert!(outcome(&mut b).is_none(), "waits for c's id");
+        let (mut c, _) = g.join(req(&c_id, &["range"]), &l, t0, 0);
+        let refused = outcome(&mut c).unwrap();
+        assert_eq!(refused.error, Some(ResponseError::GroupMaxSizeReached));
+        assert_eq!(refused.member_id, "");
+        // With c's id gone, b's join completes.
+        let joined = outcome(&mut b).unwrap();
+        assert_eq!(joined.error, None);
+        assert_eq!(joined.members.len(), 1);
+    }
+
+    fn subscription(topics: &[&str]) -> Bytes {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let s = ConsumerProtocolSubscription::default().with_topics(
+            topics
+                .iter()
+                .map(|t| StrBytes::from_string(t.to_string()))
+                .collect(),
+        );
+        let mut b = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut b, 1);
+        s.encode(&mut b, 1).unwrap();
+        b.freeze()
+    }
+
+    fn committed(at: i64) -> Committed {
+        Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: at,
+        }
+    }
+
+    #[test]
+    fn offsets_expire_by_kafkas_rules() {
+        const RETENTION: i64 = 1_000;
+        let key = |t: &str| (t.to_string(), 0);
+        // Standalone commits: each offset by its commit time.
+        let mut g = Group::new("simple", 0);
+        g.offsets.insert(key("old"), committed(100));
+        g.offsets.insert(key("new"), committed(900));
+        assert_eq!(g.expired_offsets(1_099, RETENTION), vec![]);
+        assert_eq!(g.expired_offsets(1_100, RETENTION), vec![key("old")]);
+
+        // A stable consumer group: only topics nobody subscribes to, by commit time.
+        let l = limits(0);
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        let mut a = req("", &[]);
+        a.protocols = vec![("range".into(), subscription(&["sub"]))];
+        a.require_known_member_id = false;
+        let (mut rx, _) = g.join(a, &l, t0, 0);
+        let a_id = outcome(&mut rx).unwrap().member_id;
+        let _ = g.sync(&a_id, None, 1, None, None, vec![], t0, 500);
+        assert_eq!(g.state, GroupState::Stable);
+        g.offsets.insert(key("sub"), committed(100));
+        g.offsets.insert(key("unsub"), committed(100));
+        assert_eq!(g.expired_offsets(10_000, RETENTION), vec![key("unsub")]);
+
+        // Rebalancing: nothing expires.
+        let mut b = req("", &[]);
+        b.protocols = vec![("range".into(), subscription(&["sub"]))];
+        b.require_known_member_id = false;
+        let _ = g.join(b, &l, t0, 600);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(g.expired_offsets(10_000, RETENTION), vec![]);
+
+        // Empty: everything, once retention has passed since it became empty (not since the
+        // commits).
+        let mut g = Group::new("e", 0);
+        let mut a = req("", &["range"]);
+        a.require_known_member_id = false;
+        let (mut rx, _) = g.join(a, &l, t0, 0);
+        let a_id = outcome(&mut rx).unwrap().member_id;
+        g.offsets.insert(key("t"), committed(0));
+        assert_eq!(
+            g.leave(&a_id, None, &l, t0, 5_000),
+            Ok(Persist::GroupMetadata)
+        );
+        assert_eq!(g.state, GroupState::Empty);
+        assert!(g.is_unoccupied());
+        assert_eq!(g.expired_offsets(5_999, RETENTION), vec![]);
+        assert_eq!(g.expired_offsets(6_000, RETENTION), vec![key("t")]);
     }
 }

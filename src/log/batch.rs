@@ -121,6 +121,13 @@ impl BatchHeader {
         if header.record_count < 0 {
             return Err(BatchError::Invalid("negative record count"));
         }
+        // The offset after the batch must exist: `last_offset() + 1` never overflows.
+        let last = header
+            .base_offset
+            .checked_add(i64::from(header.last_offset_delta));
+        if last.and_then(|l| l.checked_add(1)).is_none() {
+            return Err(BatchError::Invalid("last offset overflows"));
+        }
         Ok(header)
     }
 
@@ -227,6 +234,31 @@ pub(crate) mod tests {
         b.extend_from_slice(&records);
         let crc = compute_crc(&b);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Rewrites the record count and lastOffsetDelta of a batch and fixes its CRC: a batch
+    /// whose header lies about its records but is otherwise intact.
+    pub fn set_count(batch: &mut [u8], count: i32, last_offset_delta: i32) {
+        batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+        batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+            .copy_from_slice(&last_offset_delta.to_be_bytes());
+        fix_crc(batch);
+    }
+
+    /// Recomputes the CRC after a test changed the batch.
+    pub fn fix_crc(batch: &mut [u8]) {
+        let crc = compute_crc(batch);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    /// Replaces everything after the header with `records` and fixes length and CRC.
+    pub fn with_records(batch: &[u8], records: &[u8]) -> Vec<u8> {
+        let mut b = batch[..HEADER_LEN].to_vec();
+        b.extend_from_slice(records);
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+        fix_crc(&mut b);
         b
     }
 

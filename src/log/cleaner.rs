@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use super::batch::{BatchHeader, TIMESTAMP_TYPE_LOG_APPEND};
@@ -52,8 +52,7 @@ pub fn batches(slice: &SegmentSlice) -> io::Result<Vec<(BatchHeader, Bytes)>> {
 }
 
 fn records_of(batch: &Bytes) -> Option<Vec<Record>> {
-    let mut buf = batch.clone();
-    RecordBatchDecoder::decode(&mut buf).ok().map(|s| s.records)
+    super::records::decode_stored(batch)
 }
 
 /// Adds the keys of a segment to the map (key → latest offset). Returns false, leaving the map
@@ -107,15 +106,16 @@ fn compression_of(h: &BatchHeader) -> Compression {
     }
 }
 
-/// Writes a compacted copy of a segment to `dest`: records superseded by a later record with
-/// the same key are dropped, and tombstones whose batch is older than `tombstone_cutoff_ms`.
+/// Writes a compacted copy of a segment to `dest` (made by `Log::create_cleaned`): records
+/// superseded by a later record with the same key are dropped, and tombstones whose batch is
+/// older than `tombstone_cutoff_ms`.
 pub fn compact_segment(
     slice: &SegmentSlice,
     map: &HashMap<KeyHash, i64>,
     tombstone_cutoff_ms: i64,
-    dest: &Path,
+    dest: std::fs::File,
 ) -> io::Result<Compacted> {
-    let mut out = io::BufWriter::new(std::fs::File::create(dest)?);
+    let mut out = io::BufWriter::new(dest);
     let mut stats = Compacted {
         bytes_before: slice.end,
         ..Default::default()

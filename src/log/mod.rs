@@ -5,8 +5,11 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod durable;
+pub mod flush;
 pub mod index;
 pub mod producers;
+pub mod records;
 pub mod segment;
 
 #[cfg(test)]
@@ -16,12 +19,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use thiserror::Error;
 use tracing::warn;
 
 use batch::{BatchHeader, RewrittenHeader, HEADER_LEN};
+use flush::{DirSync, FlushJob};
 use producers::{Check, Producers, SequenceError};
 use segment::{Segment, SegmentSlice};
 
@@ -37,6 +40,8 @@ pub enum LogError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("idempotent producer sequence check failed: {0:?}")]
     Sequence(SequenceError),
+    #[error("the log's topic was deleted")]
+    Retired,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -86,6 +91,13 @@ pub struct Log {
     recovery_point_written: i64,
     /// Offsets below this were compacted by the last cleaner pass.
     cleaned_upto: i64,
+    /// The topic was deleted and the directory renamed for removal: the log writes no file
+    /// any more, so work still holding it cannot touch a directory re-created under its name.
+    retired: bool,
+    /// Changes to the directory's entries so far, and how many of them a directory sync has
+    /// made durable; the sync runs outside the partition's lock.
+    dir_changes: u64,
+    dir_synced: u64,
 }
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -98,7 +110,7 @@ fn read_offset(path: &Path) -> Option<i64> {
 }
 
 fn write_offset(path: &Path, offset: i64) -> io::Result<()> {
-    crate::topics::store::write_atomic(path, format!("{offset}\n").as_bytes())
+    durable::write_atomic(path, format!("{offset}\n").as_bytes())
 }
 
 fn remove_segment_files(dir: &Path, base: i64) {
@@ -130,7 +142,10 @@ impl Log {
         now_ms: i64,
         clean: bool,
     ) -> Result<Log, LogError> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Whether the directory's entries changed, so they must be synced before serving.
+        let mut changed = created;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
@@ -143,10 +158,12 @@ impl Log {
             } else if name.ends_with(".cleaned") || name.ends_with(".swap") {
                 // Left by a compaction interrupted before its swap: the original is intact.
                 let _ = std::fs::remove_file(entry.path());
+                changed = true;
             } else if name.ends_with(".tmp") {
                 // A snapshot or checkpoint whose atomic write was interrupted; the previous
                 // file is intact.
                 let _ = std::fs::remove_file(entry.path());
+                changed = true;
             }
         }
         bases.sort_unstable();
@@ -162,6 +179,7 @@ impl Log {
                 // Everything after a damaged segment is unreachable: offsets must be contiguous.
                 warn!(log = %dir.display(), segment = base, "removing a segment that follows a damaged one");
                 remove_segment_files(dir, base);
+                changed = true;
                 continue;
             }
             let last = i + 1 == bases.len();
@@ -175,6 +193,8 @@ impl Log {
                 // it counts as flushed.
                 seg.sync().map_err(io_err(dir))?;
             }
+            // Rebuilt indexes are new files.
+            changed |= verify || repair.index_rebuilt.is_some();
             if let Some(reason) = repair.index_rebuilt {
                 warn!(log = %dir.display(), segment = base, %reason, "rebuilt the segment's indexes");
             }
@@ -198,13 +218,22 @@ impl Log {
                 base,
                 Segment::create(dir, base, now_ms).map_err(io_err(dir))?,
             );
+            changed = true;
+        }
+        if changed {
+            durable::sync_dir(dir).map_err(io_err(dir))?;
+        }
+        if created {
+            durable::sync_parent(dir).map_err(io_err(dir))?;
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
+        // Never below the active segment's base, whatever a damaged file claims.
         let next_offset = segments
             .values()
             .next_back()
-            .map(|s| s.next_offset())
-            .unwrap_or(0);
+            .map(|s| s.next_offset().max(s.base_offset()))
+            .unwrap_or(0)
+            .max(first_base);
         // DeleteRecords may have moved the start inside the first segment.
         let log_start_offset = read_offset(&dir.join(LOG_START_FILE))
             .unwrap_or(first_base)
@@ -219,6 +248,9 @@ impl Log {
             producers: Producers::default(),
             recovery_point_written: -1,
             cleaned_upto: read_offset(&dir.join(CLEANER_FILE)).unwrap_or(0),
+            retired: false,
+            dir_changes: 0,
+            dir_synced: 0,
         };
         log.load_producers().map_err(io_err(dir))?;
         Ok(log)
@@ -242,11 +274,25 @@ impl Log {
             let Some((mut pos, _)) = slice.find_offset(from)? else {
                 break;
             };
+            let scanned_from = from;
             while pos + HEADER_LEN as u64 <= slice.end {
                 let h = segment::read_header(&slice.file, pos)?;
-                self.producers.record(&h, h.base_offset, h.last_offset());
-                from = h.last_offset() + 1;
-                pos += h.total_size() as u64;
+                // Logs trusted after a clean shutdown are not verified: a damaged header that
+                // would not move the scan forward ends it rather than looping forever.
+                let last = h.base_offset.checked_add(i64::from(h.last_offset_delta));
+                let (Some(last), Ok(length)) = (last, u64::try_from(h.length)) else {
+                    break;
+                };
+                let size = length + batch::LOG_OVERHEAD as u64;
+                if last < from || size < HEADER_LEN as u64 {
+                    break;
+                }
+                self.producers.record(&h, h.base_offset, last);
+                from = last.saturating_add(1);
+                pos += size;
+            }
+            if from <= scanned_from {
+                break;
             }
         }
         Ok(())
@@ -254,8 +300,11 @@ impl Log {
 
     /// Writes the producers' state as of the log end, replacing older snapshots.
     pub fn write_producer_snapshot(&self) -> io::Result<()> {
+        if self.retired {
+            return Ok(());
+        }
         let path = self.dir.join(producers::snapshot_name(self.next_offset));
-        crate::topics::store::write_atomic(&path, &self.producers.encode())?;
+        durable::write_atomic(&path, &self.producers.encode())?;
         for entry in std::fs::read_dir(&self.dir)? {
             let p = entry?.path();
             if p.extension().is_some_and(|e| e == "snapshot") && p != path {
@@ -280,6 +329,9 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, LogError> {
+        if self.retired {
+            return Err(LogError::Retired);
+        }
         match self.producers.check(header).map_err(LogError::Sequence)? {
             Check::Append => {}
             Check::Duplicate(meta) => {
@@ -331,12 +383,17 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the next offset.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self.retired {
+            return Err(LogError::Retired);
+        }
         let base = self.next_offset;
         if self.active().base_offset() == base {
             return Ok(());
         }
         let seg = Segment::create(&self.dir, base, now_ms).map_err(io_err(&self.dir))?;
         self.segments.insert(base, seg);
+        // Synced with the next flush (outside the partition's lock): acks=all waits for it.
+        self.dir_changes += 1;
         // A snapshot per roll bounds what a restart after a crash must rescan.
         if !self.producers.is_empty() {
             self.write_producer_snapshot().map_err(io_err(&self.dir))?;
@@ -424,30 +481,62 @@ impl Log {
         self.segments.values().map(|s| s.size()).sum()
     }
 
-    /// The files holding data not yet known to be on stable storage, and the offset that is
-    /// durable once they are synced. Syncing happens outside the partition's lock.
-    pub fn unflushed(&self) -> (Vec<Arc<File>>, i64) {
-        let files = self
-            .segments
-            .values()
-            .filter(|s| s.next_offset() > self.flushed_offset)
-            .map(|s| s.slice_for(s.base_offset()).file)
-            .collect();
-        (files, self.next_offset)
+    /// The files holding data not yet known to be on stable storage (and the directory, when
+    /// a segment was created since its last sync), and the offset that is durable once they
+    /// are synced. Syncing happens outside the partition's lock. A retired log has nothing
+    /// left to sync: its files are being removed.
+    pub fn unflushed(&self) -> FlushJob {
+        let files = if self.retired {
+            Vec::new()
+        } else {
+            self.segments
+                .values()
+                .filter(|s| s.next_offset() > self.flushed_offset)
+                .map(|s| s.slice_for(s.base_offset()).file)
+                .collect()
+        };
+        FlushJob {
+            files,
+            dir: self.dir_sync_job(),
+            upto: self.next_offset,
+        }
     }
 
     pub fn flushed_offset(&self) -> i64 {
         self.flushed_offset
     }
 
-    pub fn mark_flushed(&mut self, offset: i64) {
-        self.flushed_offset = self.flushed_offset.max(offset);
+    /// Records what a [`FlushJob`] made durable.
+    pub fn mark_flushed(&mut self, job: &FlushJob) {
+        self.flushed_offset = self.flushed_offset.max(job.upto);
+        if let Some(d) = &job.dir {
+            self.mark_dir_synced(d);
+        }
+    }
+
+    /// The directory sync owed for entries created, renamed or removed since the last one.
+    pub fn dir_sync_job(&self) -> Option<DirSync> {
+        (!self.retired && self.dir_changes != self.dir_synced).then(|| DirSync {
+            dir: self.dir.clone(),
+            changes: self.dir_changes,
+        })
+    }
+
+    pub fn mark_dir_synced(&mut self, done: &DirSync) {
+        self.dir_synced = self.dir_synced.max(done.changes);
     }
 
     /// Syncs every segment and index; used on shutdown.
     pub fn sync_all(&mut self) -> Result<(), LogError> {
+        if self.retired {
+            return Ok(());
+        }
         for s in self.segments.values() {
             s.sync().map_err(io_err(s.path()))?;
+        }
+        if let Some(d) = self.dir_sync_job() {
+            d.run().map_err(io_err(&self.dir))?;
+            self.mark_dir_synced(&d);
         }
         self.flushed_offset = self.next_offset;
         self.write_producer_snapshot().map_err(io_err(&self.dir))?;
@@ -457,7 +546,7 @@ impl Log {
     /// Records how far the log is known to be on stable storage: after a crash only what
     /// follows is verified. Written only when it moved.
     pub fn checkpoint_recovery_point(&mut self) -> io::Result<()> {
-        if self.flushed_offset == self.recovery_point_written {
+        if self.retired || self.flushed_offset == self.recovery_point_written {
             return Ok(());
         }
         write_offset(&self.dir.join(RECOVERY_POINT_FILE), self.flushed_offset)?;
@@ -468,6 +557,9 @@ impl Log {
     /// DeleteRecords: moves the log start offset to `offset` (≤ the log end), removing every
     /// segment wholly below it. Returns the new log start offset.
     pub fn delete_records(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
+        if self.retired {
+            return Err(LogError::Retired);
+        }
         if offset > self.next_offset || offset < 0 {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -502,6 +594,7 @@ impl Log {
         let size = self.segments.remove(&base).map(|s| s.size()).unwrap_or(0);
         // Readers holding the file keep reading it until they drop it.
         remove_segment_files(&self.dir, base);
+        self.dir_changes += 1;
         size
     }
 
@@ -516,6 +609,9 @@ impl Log {
         now_ms: i64,
     ) -> Result<Removed, LogError> {
         let mut removed = Removed::default();
+        if self.retired {
+            return Ok(removed);
+        }
         if retention_ms >= 0 {
             let expired = |s: &Segment| {
                 let newest = if s.max_timestamp().0 >= 0 {
@@ -583,23 +679,39 @@ impl Log {
             .collect()
     }
 
-    /// Replaces a sealed segment with a compacted copy written to `cleaned` (same base offset,
-    /// same offsets, fewer records). Nothing happens if the segment is gone or was replaced
-    /// since `expected_size` was read.
+    /// Creates the file a sealed segment's compacted copy is written to, in the log's
+    /// directory as it is now (taken under the partition's lock, so a topic deleted meanwhile
+    /// can never have it written into a directory re-created under its name).
+    pub fn create_cleaned(&self, base: i64) -> Result<File, LogError> {
+        if self.retired {
+            return Err(LogError::Retired);
+        }
+        let path = cleaner::cleaned_path(&self.dir, base);
+        File::create(&path).map_err(io_err(&path))
+    }
+
+    /// Replaces a sealed segment with its compacted copy made by [`Log::create_cleaned`] (same
+    /// base offset, same offsets, fewer records). Nothing happens if the segment is gone or
+    /// was replaced since `expected_size` was read, or the log was retired.
     pub fn replace_segment(
         &mut self,
         base: i64,
         expected_size: u64,
-        cleaned: &Path,
         now_ms: i64,
     ) -> Result<bool, LogError> {
+        if self.retired {
+            // The whole directory is on its way out, the copy with it.
+            return Ok(false);
+        }
+        let cleaned = cleaner::cleaned_path(&self.dir, base);
         let current = self.segments.get(&base).map(|s| s.size());
         if current != Some(expected_size) || base == self.active().base_offset() {
-            let _ = std::fs::remove_file(cleaned);
+            let _ = std::fs::remove_file(&cleaned);
             return Ok(false);
         }
         let target = self.dir.join(segment::file_name(base, "log"));
-        std::fs::rename(cleaned, &target).map_err(io_err(&self.dir))?;
+        std::fs::rename(&cleaned, &target).map_err(io_err(&self.dir))?;
+        self.dir_changes += 1;
         for suffix in ["index", "timeindex"] {
             let _ = std::fs::remove_file(self.dir.join(segment::file_name(base, suffix)));
         }
@@ -626,12 +738,29 @@ impl Log {
     }
 
     pub fn set_cleaned_upto(&mut self, offset: i64) -> io::Result<()> {
+        if self.retired {
+            return Ok(());
+        }
         self.cleaned_upto = offset;
         write_offset(&self.dir.join(CLEANER_FILE), offset)
     }
 
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
+    }
+
+    /// Retires the log of a deleted topic: it stops writing files at once, then its
+    /// directory is renamed to `to` (and the parent synced), freeing the old name for a topic
+    /// created again; the renamed directory is removed later. Blocking.
+    pub fn retire(&mut self, to: &Path) -> Result<(), LogError> {
+        self.retired = true;
+        std::fs::rename(&self.dir, to).map_err(io_err(&self.dir))?;
+        self.dir = to.to_path_buf();
+        durable::sync_parent(to).map_err(io_err(to))
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 }
 

@@ -550,9 +550,9 @@ fn reads_cross_segments_emptied_by_compaction() {
         assert!(cleaner::add_to_map(&mut map, slice, 100).unwrap());
     }
     for (base, slice, _) in &sealed {
-        let dest = cleaner::cleaned_path(dir.path(), *base);
-        cleaner::compact_segment(slice, &map, 0, &dest).unwrap();
-        assert!(log.replace_segment(*base, slice.end, &dest, 0).unwrap());
+        let dest = log.create_cleaned(*base).unwrap();
+        cleaner::compact_segment(slice, &map, 0, dest).unwrap();
+        assert!(log.replace_segment(*base, slice.end, 0).unwrap());
     }
     let read: Vec<i64> = read_from(&log, 0).unwrap().iter().map(|b| b.base).collect();
     assert_eq!(read, [3]);

@@ -3,36 +3,60 @@
 //!
 //! Requests of one connection are handled one after another, as Kafka does: that keeps
 //! responses in order (acks=0 requests simply have none) and keeps a producer's pipelined
-//! batches in order on each partition. Responses are written by a separate task, so reading
-//! and handling the next request overlaps with sending the last response. Different
-//! connections run in parallel.
+//! batches in order on each partition. Different connections run in parallel.
+//!
+//! One task serves a connection, and it waits on whichever comes first: the request being
+//! handled finishing, the socket taking more of the queued responses, the next request's
+//! bytes arriving, or a deadline. So reading and handling the next request overlap with
+//! sending the last response, and nothing is allocated for a connection between requests:
+//! an idle connection is a socket, this task's state and a timer entry.
+//!
+//! What a connection may cost is bounded:
+//! - request bytes: charged to `queued.max.request.bytes` as they arrive (see [`frame`]);
+//! - responses: the next request is not read while more than [`WRITE_BACKLOG`] bytes wait to
+//!   be sent, so a client that never reads holds at most that plus one response;
+//! - time: a request must arrive within `request.timeout.ms` of its first byte, and a
+//!   connection with no bytes in either direction for `connections.max.idle.ms` is closed
+//!   (a client that stops reading its responses stops making progress, and is closed too).
+//!
+//! [`frame`]: super::frame
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::frame::{FrameReader, Progress};
 use crate::api::{self, RequestContext};
 use crate::broker::Shared;
+use crate::config::network::NetworkConfig;
 use crate::config::Listener;
 
-/// Responses queued for writing per connection; a slow reader applies back-pressure here.
-const WRITE_QUEUE: usize = 8;
+/// Response bytes a connection may have waiting to be sent before it stops reading requests.
+/// A response is queued whole, so the backlog is at most this plus one response.
+pub const WRITE_BACKLOG: usize = 1024 * 1024;
+
+/// Buffers handed to one vectored write.
+const WRITE_SLICES: usize = 16;
 
 #[derive(Debug, Error)]
-enum ConnError {
+pub enum ConnError {
     #[error("request size {0} is negative")]
     NegativeSize(i32),
     #[error("request size {size} exceeds socket.request.max.bytes {max}")]
-    TooLarge { size: i32, max: i64 },
+    TooLarge { size: usize, max: usize },
     #[error("request of {0} bytes is too short for a request header")]
     TooShort(usize),
     #[error("unknown API key {0}")]
@@ -52,53 +76,160 @@ enum ConnError {
     Encode(String),
     #[error("broker is shutting down")]
     Closing,
+    #[error("request not received within request.timeout.ms ({timeout_ms} ms): {received} of {} bytes arrived", .size.map_or("?".to_string(), |s| (s + 4).to_string()))]
+    RequestTimeout {
+        timeout_ms: u128,
+        received: usize,
+        size: Option<usize>,
+    },
+    #[error("idle for connections.max.idle.ms ({0} ms)")]
+    Idle(u128),
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// The request being handled, with its frame's share of the memory budget.
+struct InFlight<'a> {
+    response: Pin<Box<dyn Future<Output = Result<Option<BytesMut>, ConnError>> + Send + 'a>>,
+    _memory: Option<OwnedSemaphorePermit>,
+}
+
+/// Which deadline a connection is waiting under.
+#[derive(Clone, Copy)]
+enum Expiry {
+    Request,
+    Idle,
+}
+
 pub async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     advertised: Arc<Listener>,
+    limits: Arc<NetworkConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
-    let writer = tokio::spawn(write_loop(write, rx));
-    let max = shared.config().int("socket.request.max.bytes");
-    loop {
-        let frame = tokio::select! {
-            f = read_frame(&mut reader, max, shared.request_memory()) => f,
-            _ = stop.changed() => break,
+    let memory = shared.request_memory().cloned();
+    let mut frames = FrameReader::default();
+    let mut out = Outbox::default();
+    let mut in_flight: Option<InFlight<'_>> = None;
+    let mut last_activity = Instant::now();
+    let mut stopping = *stop.borrow();
+    let mut client_done = false;
+    // A request the connection cannot serve ends it, after the responses before it are sent.
+    let mut failed: Option<ConnError> = None;
+    let timer = tokio::time::sleep_until(last_activity);
+    tokio::pin!(timer);
+    let cut_off: Option<ConnError> = loop {
+        let ending = stopping || client_done || failed.is_some();
+        if ending && in_flight.is_none() && out.is_empty() {
+            break None;
+        }
+        let reading = !ending && in_flight.is_none() && out.bytes <= WRITE_BACKLOG;
+        let deadline = if in_flight.is_some() {
+            None
+        } else {
+            deadline(&limits, &frames, last_activity)
         };
-        // The permit is held until the request has been handled.
-        let (frame, _permit) = match frame {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                log_close(peer, &e);
-                break;
-            }
-        };
-        match handle(&shared, &advertised, peer, frame).await {
-            Ok(Some(response)) => {
-                if tx.send(response).await.is_err() {
-                    break;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                log_close(peer, &e);
-                break;
+        if let Some((at, _)) = deadline {
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
             }
         }
+        tokio::select! {
+            biased;
+            _ = stop.changed(), if !stopping => stopping = true,
+            done = finish(&mut in_flight), if in_flight.is_some() => {
+                in_flight = None;
+                last_activity = Instant::now();
+                match done {
+                    Ok(Some(response)) => out.push(response.freeze()),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log_close(peer, &e);
+                        failed = Some(e);
+                    }
+                }
+            }
+            ready = stream.writable(), if !out.is_empty() => {
+                match ready.and_then(|()| out.write_to(&stream)) {
+                    Ok(0) => {}
+                    Ok(_) => last_activity = Instant::now(),
+                    Err(e) => break Some(e.into()),
+                }
+            }
+            read = frames.read(&stream, limits.max_request_bytes, memory.as_ref()), if reading => {
+                last_activity = Instant::now();
+                match read {
+                    Ok(Progress::Partial) => {}
+                    Ok(Progress::Frame(frame)) => {
+                        in_flight = Some(InFlight {
+                            response: Box::pin(handle(&shared, &advertised, peer, frame.bytes)),
+                            _memory: frame.permit,
+                        });
+                    }
+                    Ok(Progress::Closed) => client_done = true,
+                    Err(e @ ConnError::Io(_)) => break Some(e),
+                    Err(e) => {
+                        log_close(peer, &e);
+                        failed = Some(e);
+                    }
+                }
+            }
+            () = &mut timer, if deadline.is_some() => {
+                let (received, size) = frames.progress();
+                break Some(match deadline.map(|(_, why)| why) {
+                    Some(Expiry::Request) => ConnError::RequestTimeout {
+                        timeout_ms: limits.request_timeout.unwrap_or_default().as_millis(),
+                        received,
+                        size,
+                    },
+                    _ => ConnError::Idle(limits.idle_timeout.unwrap_or_default().as_millis()),
+                });
+            }
+        }
+    };
+    drop(in_flight);
+    match &cut_off {
+        Some(e) => log_close(peer, e),
+        // Everything owed was sent: end with a FIN rather than a reset.
+        None => {
+            let _ = stream.shutdown().await;
+        }
     }
-    drop(tx);
-    let _ = writer.await;
     debug!(%peer, "connection closed");
+}
+
+/// The earliest deadline of a connection waiting for bytes: its request's, once one has
+/// begun to arrive, and its idle one.
+fn deadline(
+    limits: &NetworkConfig,
+    frames: &FrameReader,
+    last_activity: Instant,
+) -> Option<(Instant, Expiry)> {
+    // A deadline too far to represent is no deadline.
+    let idle = limits
+        .idle_timeout
+        .and_then(|t| last_activity.checked_add(t))
+        .map(|at| (at, Expiry::Idle));
+    let request = frames
+        .started()
+        .zip(limits.request_timeout)
+        .and_then(|(started, t)| started.checked_add(t))
+        .map(|at| (at, Expiry::Request));
+    match (request, idle) {
+        (Some(r), Some(i)) => Some(if r.0 <= i.0 { r } else { i }),
+        (r, i) => r.or(i),
+    }
+}
+
+/// Waits for the request being handled (never ready when there is none).
+async fn finish(in_flight: &mut Option<InFlight<'_>>) -> Result<Option<BytesMut>, ConnError> {
+    match in_flight {
+        Some(f) => f.response.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn log_close(peer: SocketAddr, e: &ConnError) {
@@ -106,61 +237,93 @@ fn log_close(peer: SocketAddr, e: &ConnError) {
         ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             debug!(%peer, "client closed the connection mid-request")
         }
-        ConnError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionReset => {
+        ConnError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
             debug!(%peer, "connection reset by client")
         }
+        // Kafka closes idle connections quietly too.
+        ConnError::Idle(_) => debug!(%peer, reason = %e, "closing connection"),
         _ => warn!(%peer, reason = %e, "closing connection"),
     }
 }
 
-async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>) {
-    while let Some(buf) = rx.recv().await {
-        if write.write_all(&buf).await.is_err() {
-            return;
+/// Responses waiting to be sent, in order.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn push(&mut self, response: Bytes) {
+        self.bytes += response.len();
+        self.queue.push_back(response);
+    }
+
+    /// Writes as much as the socket takes now; returns how many bytes it took.
+    fn write_to(&mut self, stream: &TcpStream) -> std::io::Result<usize> {
+        let mut written = 0;
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let mut count = 0;
+            for (slot, buf) in slices.iter_mut().zip(&self.queue) {
+                *slot = IoSlice::new(buf);
+                count += 1;
+            }
+            let n = match stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            };
+            written += n;
+            self.consume(n);
+        }
+        Ok(written)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.bytes -= n.min(self.bytes);
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
         }
     }
-    let _ = write.shutdown().await;
 }
 
-/// Reads one size-prefixed frame; `None` on a clean end of stream between frames.
-async fn read_frame(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    max: i64,
-    memory: Option<&Arc<Semaphore>>,
-) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, ConnError> {
-    let size = match reader.read_i32().await {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if size < 0 {
-        return Err(ConnError::NegativeSize(size));
-    }
-    if size as i64 > max {
-        return Err(ConnError::TooLarge { size, max });
-    }
-    // Wait for room under queued.max.request.bytes before buffering the body.
-    let permit = match memory {
-        Some(m) => Some(
-            m.clone()
-                .acquire_many_owned(size as u32)
-                .await
-                .map_err(|_| ConnError::Closing)?,
-        ),
-        None => None,
-    };
-    let mut buf = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut buf).await?;
-    Ok(Some((buf.freeze(), permit)))
+/// A request frame as far as the broker decodes it before a handler runs.
+#[derive(Debug)]
+// Made once per request and consumed at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded {
+    Request {
+        header: RequestHeader,
+        body: api::RequestBody,
+    },
+    /// ApiVersions at a version newer than ours: answered with our ranges (KIP-511).
+    NewerApiVersions { correlation_id: i32 },
 }
 
-/// Decodes the header, checks the API and version, and dispatches.
-async fn handle(
-    shared: &Shared,
-    advertised: &Listener,
-    peer: SocketAddr,
-    mut frame: Bytes,
-) -> Result<Option<BytesMut>, ConnError> {
+/// Decodes one request frame (header and body, without the size prefix): checks the API and
+/// version against the table, decodes the header, then pre-checks and decodes the body. Every
+/// failure is an error value; nothing the client sends may panic here.
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ConnError> {
     if frame.len() < 8 {
         return Err(ConnError::TooShort(frame.len()));
     }
@@ -171,10 +334,7 @@ async fn handle(
     let spec = api::spec(api_key).ok_or(ConnError::UnknownApiKey(key))?;
     if !spec.serves(version) {
         if api_key == ApiKey::ApiVersions && version > spec.max {
-            // KIP-511: tell the client our versions instead of closing.
-            return api::unsupported_version_response(correlation_id)
-                .map(Some)
-                .map_err(ConnError::Encode);
+            return Ok(Decoded::NewerApiVersions { correlation_id });
         }
         return Err(ConnError::UnsupportedVersion {
             api: api_key,
@@ -186,8 +346,26 @@ async fn handle(
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ConnError::Header(e.to_string()))?;
-    let ctx = RequestContext::new(shared, &header, advertised, peer);
-    let body = frame.slice(..);
-    frame.advance(frame.len());
-    Ok(api::dispatch(&ctx, api_key, body).await?)
+    let body = api::decode_body(api_key, version, frame)?;
+    Ok(Decoded::Request { header, body })
+}
+
+/// Decodes the request and dispatches it.
+async fn handle(
+    shared: &Shared,
+    advertised: &Listener,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<Option<BytesMut>, ConnError> {
+    match decode_request(frame)? {
+        Decoded::NewerApiVersions { correlation_id } => {
+            api::unsupported_version_response(correlation_id)
+                .map(Some)
+                .map_err(ConnError::Encode)
+        }
+        Decoded::Request { header, body } => {
+            let ctx = RequestContext::new(shared, &header, advertised, peer);
+            Ok(api::dispatch(&ctx, body).await?)
+        }
+    }
 }

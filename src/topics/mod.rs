@@ -4,11 +4,14 @@
 //! partition's log has its own lock, so partitions never wait on each other.
 
 pub mod config;
+pub mod dirs;
 pub mod names;
 pub mod partition;
 pub mod store;
+pub mod validate;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -80,10 +83,6 @@ pub struct TopicManager {
     admin: tokio::sync::Mutex<()>,
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
-}
-
 fn now_ms() -> i64 {
     crate::clock::now_ms()
 }
@@ -100,11 +99,17 @@ impl TopicManager {
             .map_err(|e| format!("cannot read topic metadata in {}: {e}", data_dir.display()))?;
         let mut topics = BTreeMap::new();
         for record in records {
-            let topic = open_topic(data_dir, &broker, &record, clean)
+            let topic = open_topic(data_dir, &broker, &record, Opening::Existing { clean })
                 .map_err(|e| format!("cannot open topic {}: {e}", record.name))?;
             topics.insert(record.name.clone(), Arc::new(topic));
         }
-        report.extend(remove_orphans(data_dir, &topics));
+        let live = |topic: &str, index: i32| {
+            topics
+                .get(topic)
+                .is_some_and(|t| t.partition(index).is_some())
+        };
+        let leftovers = dirs::sweep(data_dir, live, &mut report);
+        dirs::remove_in_background(data_dir.to_path_buf(), leftovers);
         Ok((
             TopicManager {
                 data_dir: data_dir.to_path_buf(),
@@ -153,7 +158,16 @@ impl TopicManager {
             ));
         }
         let key = names::collision_key(&spec.name);
-        if let Some(other) = topics.keys().find(|t| names::collision_key(t) == key) {
+        // The internal topics count as existing before they are made: a colliding name taken
+        // first would keep them from ever being created.
+        let existing = topics
+            .keys()
+            .map(String::as_str)
+            .chain(names::INTERNAL.iter().copied());
+        if let Some(other) = existing
+            .filter(|t| *t != spec.name)
+            .find(|t| names::collision_key(t) == key)
+        {
             return Err(TopicError::new(
                 ResponseError::InvalidTopicException,
                 format!(
@@ -243,19 +257,35 @@ impl TopicManager {
             partitions,
             configs,
         };
-        let storage = |e: String| TopicError::new(ResponseError::KafkaStorageError, e);
         // Partition directories first, then the metadata record, which is the commit point:
         // directories without a record are removed as orphans at the next start.
-        let topic = open_topic(&self.data_dir, &self.broker, &record, true).map_err(storage)?;
-        store::save(&self.data_dir, &record).map_err(|e| storage(e.to_string()))?;
+        let (data_dir, broker, saved) =
+            (self.data_dir.clone(), self.broker.clone(), record.clone());
+        let topic = blocking(move || {
+            let mut stale = Vec::new();
+            let topic = open_topic(&data_dir, &broker, &saved, Opening::New(&mut stale));
+            dirs::remove_in_background(data_dir.clone(), stale);
+            let topic = topic?;
+            store::save(&data_dir, &saved).map_err(|e| e.to_string())?;
+            Ok(topic)
+        })
+        .await?;
         let topic = Arc::new(topic);
         self.write().insert(record.name.clone(), topic.clone());
         info!(topic = %record.name, partitions, id = %record.id, "created topic");
         Ok(topic)
     }
 
-    /// Deletes a topic: its record first (the commit point), then its files.
-    pub async fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+    /// Deletes a topic. It leaves the table first, so nothing new reaches it; `forget` then
+    /// drops what others keep about it (committed offsets) and the record's removal commits
+    /// the deletion. Before this returns, every partition's log is retired and its directory
+    /// renamed for removal, so a topic created again under the name starts empty; the files
+    /// are removed in the background.
+    pub async fn delete<F, Fut>(&self, name: &str, forget: F) -> Result<Arc<Topic>, TopicError>
+    where
+        F: FnOnce(Arc<Topic>) -> Fut,
+        Fut: Future<Output = Result<(), TopicError>>,
+    {
         let _admin = self.admin.lock().await;
         let topic = self.get(name).ok_or_else(|| {
             TopicError::new(
@@ -269,27 +299,38 @@ impl TopicManager {
                 format!("Internal topic {name} cannot be deleted"),
             ));
         }
-        store::remove(&self.data_dir, name)
-            .map_err(|e| TopicError::new(ResponseError::KafkaStorageError, e.to_string()))?;
         self.write().remove(name);
-        let dirs: Vec<PathBuf> = (0..topic.partitions.len() as i32)
-            .map(|p| partition_dir(&self.data_dir, name, p))
-            .collect();
-        let removed = tokio::task::spawn_blocking(move || {
-            for d in dirs {
-                if let Err(e) = std::fs::remove_dir_all(&d) {
-                    warn!(dir = %d.display(), error = %e, "could not remove a deleted topic's files; they are removed at the next start");
+        let restore = |e: TopicError| {
+            self.write().insert(name.to_string(), topic.clone());
+            e
+        };
+        if let Err(e) = forget(topic.clone()).await {
+            return Err(restore(e));
+        }
+        let (data_dir, topic_name) = (self.data_dir.clone(), name.to_string());
+        blocking(move || store::remove(&data_dir, &topic_name).map_err(|e| e.to_string()))
+            .await
+            .map_err(restore)?;
+        // The deletion is committed; what follows can only leave files for the next start.
+        let (data_dir, parts) = (self.data_dir.clone(), topic.partitions.clone());
+        let topic_name = name.to_string();
+        let renamed = tokio::task::spawn_blocking(move || {
+            let mut renamed = Vec::new();
+            for p in &parts {
+                let to = data_dir.join(dirs::delete_dir_name(&topic_name, p.index));
+                match p.retire(&to) {
+                    Ok(()) => renamed.push(to),
+                    Err(e) => {
+                        warn!(topic = %topic_name, partition = p.index, error = %e, "cannot rename a deleted partition's directory; it is removed at the next start")
+                    }
                 }
             }
+            renamed
         })
-        .await;
-        if removed.is_err() {
-            warn!(topic = name, "file removal task failed");
-        }
-        for p in &topic.partitions {
-            p.new_data.notify_waiters();
-        }
-        info!(topic = name, id = %topic.id, "deleted topic");
+        .await
+        .unwrap_or_default();
+        info!(topic = name, id = %topic.id, renamed = ?renamed, "deleted topic");
+        dirs::remove_in_background(self.data_dir.clone(), renamed);
         Ok(topic)
     }
 
@@ -390,37 +431,41 @@ impl TopicManager {
         if validate_only {
             return Ok(topic);
         }
-        let storage = |e: String| TopicError::new(ResponseError::KafkaStorageError, e);
-        let new_dirs: Vec<PathBuf> = (current..count)
-            .map(|p| partition_dir(&self.data_dir, name, p))
-            .collect();
-        let remove_new = || {
-            for d in &new_dirs {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        };
-        // New logs first, then the record (the commit point): directories without a record
-        // are orphans, removed here on failure or at the next start after a crash.
-        let mut partitions = topic.partitions.clone();
-        for index in current..count {
-            match open_partition(&self.data_dir, &topic.name, index, &topic.settings, true) {
-                Ok(p) => partitions.push(p),
-                Err(e) => {
-                    remove_new();
-                    return Err(storage(e));
-                }
-            }
-        }
         let record = TopicRecord {
             name: name.to_string(),
             id: topic.id,
             partitions: count,
             configs: topic.configs.clone(),
         };
-        if let Err(e) = store::save(&self.data_dir, &record) {
-            remove_new();
-            return Err(storage(e.to_string()));
-        }
+        // New logs first, then the record (the commit point): directories without a record
+        // are orphans, removed at the next start.
+        let (data_dir, grown) = (self.data_dir.clone(), topic.clone());
+        let added = blocking(move || {
+            let mut stale = Vec::new();
+            let mut added = Vec::new();
+            for index in current..count {
+                match open_partition(
+                    &data_dir,
+                    &grown.name,
+                    grown.id,
+                    index,
+                    &grown.settings,
+                    Opening::New(&mut stale),
+                ) {
+                    Ok(p) => added.push(p),
+                    Err(e) => {
+                        dirs::remove_in_background(data_dir.clone(), stale);
+                        return Err(e);
+                    }
+                }
+            }
+            dirs::remove_in_background(data_dir.clone(), stale);
+            store::save(&data_dir, &record).map_err(|e| e.to_string())?;
+            Ok(added)
+        })
+        .await?;
+        let mut partitions = topic.partitions.clone();
+        partitions.extend(added);
         let updated = Arc::new(Topic {
             partitions,
             ..(*topic).clone()
@@ -438,10 +483,10 @@ impl TopicManager {
                 continue;
             }
             for p in &topic.partitions {
-                match p
+                let removed = p
                     .log()
-                    .apply_retention(s.retention_ms, s.retention_bytes, now_ms)
-                {
+                    .apply_retention(s.retention_ms, s.retention_bytes, now_ms);
+                match removed {
                     Ok(r) if r.segments > 0 => {
                         info!(topic = %topic.name, partition = p.index, segments = r.segments, bytes = r.bytes, "retention removed segments")
                     }
@@ -449,6 +494,9 @@ impl TopicManager {
                     Err(e) => {
                         warn!(topic = %topic.name, partition = p.index, error = %e, "retention failed")
                     }
+                }
+                if let Err(e) = p.sync_dir_changes() {
+                    warn!(topic = %topic.name, partition = p.index, error = %e, "cannot sync the log directory");
                 }
             }
         }
@@ -459,10 +507,17 @@ impl TopicManager {
     pub fn checkpoint(&self, producer_cutoff_ms: i64) {
         for topic in self.list() {
             for p in &topic.partitions {
-                let mut log = p.log();
-                log.expire_producers(producer_cutoff_ms);
-                if let Err(e) = log.checkpoint_recovery_point() {
+                let written = {
+                    let mut log = p.log();
+                    log.expire_producers(producer_cutoff_ms);
+                    log.checkpoint_recovery_point()
+                };
+                if let Err(e) = written {
                     warn!(topic = %topic.name, partition = p.index, error = %e, "cannot write recovery point");
+                }
+                // Segments rolled without an acks=all produce reach stable storage here.
+                if let Err(e) = p.sync_dir_changes() {
+                    warn!(topic = %topic.name, partition = p.index, error = %e, "cannot sync the log directory");
                 }
             }
         }
@@ -490,19 +545,34 @@ fn unknown_topic(name: &str) -> TopicError {
     )
 }
 
-/// Opens a topic's partitions; `clean` says the broker stopped cleanly last time, so logs are
-/// trusted without verification.
+/// How a topic's partitions are opened.
+enum Opening<'a> {
+    /// Loaded at start-up; `clean` says the broker stopped cleanly last time, so logs are
+    /// trusted without verification.
+    Existing { clean: bool },
+    /// Just created: fresh directories; stale ones found under their names are moved aside
+    /// and listed here for removal.
+    New(&'a mut Vec<PathBuf>),
+}
+
+/// Opens a topic's partitions. Blocking.
 fn open_topic(
     data_dir: &Path,
     broker: &BrokerConfig,
     record: &TopicRecord,
-    clean: bool,
+    mut opening: Opening<'_>,
 ) -> Result<Topic, String> {
     let settings = TopicSettings::resolve(&record.configs, broker);
     let name: Arc<str> = record.name.as_str().into();
     let mut partitions = Vec::new();
     for index in 0..record.partitions {
-        partitions.push(open_partition(data_dir, &name, index, &settings, clean)?);
+        let how = match &mut opening {
+            Opening::Existing { clean } => Opening::Existing { clean: *clean },
+            Opening::New(stale) => Opening::New(stale),
+        };
+        partitions.push(open_partition(
+            data_dir, &name, record.id, index, &settings, how,
+        )?);
     }
     Ok(Topic {
         name,
@@ -510,52 +580,37 @@ fn open_topic(
         partitions,
         configs: record.configs.clone(),
         settings,
-        internal: record.name.starts_with("__consumer_offsets"),
+        internal: names::INTERNAL.contains(&record.name.as_str()),
     })
 }
 
+/// Opens one partition's log. Blocking.
 fn open_partition(
     data_dir: &Path,
     topic: &Arc<str>,
+    id: Uuid,
     index: i32,
     settings: &TopicSettings,
-    clean: bool,
+    opening: Opening<'_>,
 ) -> Result<Arc<Partition>, String> {
-    let dir = partition_dir(data_dir, topic, index);
+    let (dir, clean) = match opening {
+        Opening::New(stale) => (dirs::prepare_new(data_dir, topic, index, id, stale)?, true),
+        Opening::Existing { clean } => (dirs::partition_dir(data_dir, topic, index), clean),
+    };
     let log =
         Log::open_with(&dir, settings.log_config(), now_ms(), clean).map_err(|e| e.to_string())?;
+    dirs::ensure_marker(&dir, id)
+        .map_err(|e| format!("cannot mark {} as this broker's: {e}", dir.display()))?;
     Ok(Arc::new(Partition::new(topic.clone(), index, log)))
 }
 
-/// Removes partition directories that belong to no topic (left by an interrupted create or
-/// delete). Only directories named like `<topic>-<n>` are touched.
-fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) -> Vec<String> {
-    let mut report = Vec::new();
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return report;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some((topic, index)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Ok(index) = index.parse::<usize>() else {
-            continue;
-        };
-        if !entry.path().is_dir() {
-            continue;
-        }
-        let known = topics
-            .get(topic)
-            .is_some_and(|t| index < t.partitions.len());
-        if !known {
-            match std::fs::remove_dir_all(entry.path()) {
-                Ok(()) => report.push(format!("removed orphaned partition directory {name}")),
-                Err(e) => report.push(format!(
-                    "could not remove orphaned partition directory {name}: {e}"
-                )),
-            }
-        }
+/// Runs blocking file work off the async workers; its error is a storage error.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, TopicError> {
+    let storage = |e: String| TopicError::new(ResponseError::KafkaStorageError, e);
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done.map_err(storage),
+        Err(e) => Err(storage(e.to_string())),
     }
-    report
 }

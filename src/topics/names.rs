@@ -2,6 +2,9 @@
 
 pub const MAX_NAME_LEN: usize = 249;
 
+/// The broker's own topics, made by the broker when first needed, never by a client.
+pub const INTERNAL: &[&str] = &[crate::group::OFFSETS_TOPIC];
+
 /// Checks a topic name as Kafka does: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate(name: &str) -> Result<(), String> {
     if name.is_empty() {

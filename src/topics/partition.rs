@@ -10,8 +10,10 @@ use tokio::sync::{watch, Notify};
 use tracing::error;
 
 use super::config::TopicSettings;
-use crate::log::batch::{self, BatchError, BatchHeader};
+use super::validate::validate_records;
+use crate::log::batch::{self, BatchHeader};
 use crate::log::producers::SequenceError;
+use crate::log::records;
 use crate::log::segment::SegmentSlice;
 use crate::log::{Log, LogError};
 
@@ -40,7 +42,7 @@ pub struct ProduceError {
 }
 
 impl ProduceError {
-    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+    pub(super) fn new(error: ResponseError, message: impl Into<String>) -> Self {
         ProduceError {
             error,
             message: message.into(),
@@ -121,6 +123,10 @@ impl Partition {
             .append(records, &header, log_append_time, LEADER_EPOCH, now_ms)
             .map_err(|e| match e {
                 LogError::Sequence(s) => sequence_error(s, &header),
+                LogError::Retired => ProduceError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    "The topic was deleted.",
+                ),
                 e => {
                     error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                     ProduceError::new(ResponseError::KafkaStorageError, e.to_string())
@@ -180,24 +186,30 @@ impl Partition {
                         return Err(ResponseError::KafkaStorageError);
                     }
                 }
-                Some((files, upto)) => {
-                    let synced = tokio::task::spawn_blocking(move || {
-                        files.iter().try_for_each(|f| f.sync_data())
-                    })
-                    .await;
-                    let ok = matches!(synced, Ok(Ok(())));
-                    if ok {
-                        let mut log = self.log();
-                        log.mark_flushed(upto);
-                        if log.flushed_offset() >= log.next_offset() {
-                            *self
-                                .unflushed_since
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner()) = None;
+                Some(job) => {
+                    let upto = job.upto;
+                    let synced = tokio::task::spawn_blocking(move || job.run().map(|()| job)).await;
+                    let ok = match &synced {
+                        Ok(Ok(job)) => {
+                            let mut log = self.log();
+                            log.mark_flushed(job);
+                            if log.flushed_offset() >= log.next_offset() {
+                                *self
+                                    .unflushed_since
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner()) = None;
+                            }
+                            true
                         }
-                    } else {
-                        error!(topic = %self.topic, partition = self.index, "fsync failed: {synced:?}");
-                    }
+                        Ok(Err(e)) => {
+                            error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
+                            false
+                        }
+                        Err(e) => {
+                            error!(topic = %self.topic, partition = self.index, error = %e, "fsync task failed");
+                            false
+                        }
+                    };
                     self.flushing.store(false, Ordering::Release);
                     self.flushed.send_modify(|v| {
                         if ok {
@@ -240,6 +252,25 @@ impl Partition {
     pub fn sync_all(&self) -> Result<(), LogError> {
         self.log().sync_all()
     }
+
+    /// Makes segments created, replaced or removed since the last sync durable by syncing the
+    /// log's directory, outside the partition's lock. Blocking.
+    pub fn sync_dir_changes(&self) -> std::io::Result<()> {
+        let Some(job) = self.log().dir_sync_job() else {
+            return Ok(());
+        };
+        job.run()?;
+        self.log().mark_dir_synced(&job);
+        Ok(())
+    }
+
+    /// Retires the log of a deleted topic, its directory renamed to `to` (see
+    /// [`Log::retire`]), and wakes fetches waiting on it. Blocking.
+    pub fn retire(&self, to: &std::path::Path) -> Result<(), LogError> {
+        let retired = self.log().retire(to);
+        self.new_data.notify_waiters();
+        retired
+    }
 }
 
 fn sequence_error(e: SequenceError, h: &BatchHeader) -> ProduceError {
@@ -266,123 +297,11 @@ fn sequence_error(e: SequenceError, h: &BatchHeader) -> ProduceError {
     )
 }
 
-/// Checks a produce request's records for one partition: exactly one RecordBatch v2, a valid
-/// CRC, within `max.message.bytes`. Records are not decoded.
-pub fn validate_records(
-    records: &[u8],
-    settings: &TopicSettings,
-) -> Result<BatchHeader, ProduceError> {
-    if records.is_empty() {
-        return Err(ProduceError::new(
-            ResponseError::InvalidRecord,
-            "empty record set",
-        ));
-    }
-    let header = match BatchHeader::parse(records) {
-        Ok(h) => h,
-        Err(BatchError::UnsupportedMagic(m)) => {
-            return Err(ProduceError::new(
-                ResponseError::UnsupportedForMessageFormat,
-                format!("message format v{m} is not supported; use RecordBatch v2"),
-            ))
-        }
-        Err(e) => {
-            return Err(ProduceError::new(
-                ResponseError::CorruptMessage,
-                e.to_string(),
-            ))
-        }
-    };
-    if header.total_size() > settings.max_message_bytes {
-        return Err(ProduceError::new(
-            ResponseError::MessageTooLarge,
-            format!(
-                "batch of {} bytes exceeds max.message.bytes {}",
-                header.total_size(),
-                settings.max_message_bytes
-            ),
-        ));
-    }
-    if header.total_size() != records.len() {
-        let msg = if header.total_size() < records.len() {
-            "produce requests must contain exactly one record batch"
-        } else {
-            "record batch is truncated"
-        };
-        let code = if header.total_size() < records.len() {
-            ResponseError::InvalidRecord
-        } else {
-            ResponseError::CorruptMessage
-        };
-        return Err(ProduceError::new(code, msg));
-    }
-    batch::validate(records)
-        .map_err(|e| ProduceError::new(ResponseError::CorruptMessage, e.to_string()))?;
-    if header.record_count == 0 || header.record_count != header.last_offset_delta + 1 {
-        return Err(ProduceError::new(
-            ResponseError::InvalidRecord,
-            format!(
-                "record count {} does not match lastOffsetDelta {}",
-                header.record_count, header.last_offset_delta
-            ),
-        ));
-    }
-    if header.is_transactional() {
-        return Err(ProduceError::new(
-            ResponseError::InvalidTxnState,
-            "transactions are not supported by this broker",
-        ));
-    }
-    if header.is_control() {
-        return Err(ProduceError::new(
-            ResponseError::InvalidRecord,
-            "clients may not produce control batches",
-        ));
-    }
-    if settings.compact {
-        // Compaction keeps the latest record per key: a record without one has no place.
-        let keyless = keyless_records(records);
-        if !keyless.is_empty() {
-            let mut e = ProduceError::new(
-                ResponseError::InvalidRecord,
-                "One or more records have been rejected",
-            );
-            e.record_errors = keyless
-                .into_iter()
-                .map(|i| {
-                    (
-                        i,
-                        "Compacted topic cannot accept message without key.".to_string(),
-                    )
-                })
-                .collect();
-            return Err(e);
-        }
-    }
-    Ok(header)
-}
-
-/// The indexes of a batch's records that have no key (all of them if the batch cannot be
-/// decoded). The only record-level check on the produce path, made for compacted topics as
-/// Kafka does.
-fn keyless_records(batch: &[u8]) -> Vec<i32> {
-    let mut buf = Bytes::copy_from_slice(batch);
-    match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-        Ok(set) => set
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.key.is_none())
-            .map(|(i, _)| i as i32)
-            .collect(),
-        Err(_) => vec![0],
-    }
-}
-
 impl Partition {
     /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp
     /// (ListOffsets by time). Blocking: reads segment files.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> std::io::Result<Option<(i64, i64)>> {
+        let start = self.offsets().log_start_offset;
         let slices = self.log().slices_for_time(timestamp);
         for slice in slices {
             if let Some((pos, header)) = slice.find_timestamp(timestamp)? {
@@ -391,10 +310,44 @@ impl Partition {
                     .into_iter()
                     .find(|(_, ts)| *ts >= timestamp)
                     .unwrap_or((header.base_offset, header.max_timestamp));
-                return Ok(Some(found));
+                if found.0 >= start {
+                    return Ok(Some(found));
+                }
+                // DeleteRecords moved the log start past that record (into or beyond its
+                // batch): as Kafka does, answer the first record at or after the log start.
+                return self.first_at_or_after(start, timestamp);
             }
         }
         Ok(None)
+    }
+
+    /// The first record at or after `offset` whose timestamp is ≥ `timestamp`, walking batches
+    /// forward from the one holding `offset`. Blocking: reads segment files.
+    fn first_at_or_after(
+        &self,
+        mut offset: i64,
+        timestamp: i64,
+    ) -> std::io::Result<Option<(i64, i64)>> {
+        loop {
+            let slice = match self.slice_from(offset) {
+                Ok((Some(slice), _)) => slice,
+                Ok((None, _)) | Err(LogError::OffsetOutOfRange { .. }) => return Ok(None),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            };
+            let Some((pos, header)) = slice.find_offset(offset)? else {
+                return Ok(None);
+            };
+            if header.max_timestamp >= timestamp {
+                let bytes = slice.read(pos, header.total_size() as u64)?;
+                let found = records_of(&bytes, &header)
+                    .into_iter()
+                    .find(|(o, ts)| *o >= offset && *ts >= timestamp);
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            offset = header.last_offset() + 1;
+        }
     }
 
     /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
@@ -422,12 +375,11 @@ impl Partition {
 /// Offsets and timestamps of the records of one stored batch. Only ListOffsets decodes records;
 /// a batch that cannot be decoded yields nothing and callers fall back to its header.
 fn records_of(batch: &[u8], header: &BatchHeader) -> Vec<(i64, i64)> {
-    let mut buf = Bytes::copy_from_slice(batch);
-    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) else {
+    let Some(records) = records::decode_stored(&Bytes::copy_from_slice(batch)) else {
         return Vec::new();
     };
     let log_append = header.attributes & batch::TIMESTAMP_TYPE_LOG_APPEND != 0;
-    set.records
+    records
         .iter()
         .map(|r| {
             (
@@ -497,14 +449,9 @@ impl Partition {
         now_ms: i64,
     ) -> std::io::Result<crate::log::cleaner::Compacted> {
         use crate::log::cleaner;
-        let (sealed, cleaned_upto, dir, active_base) = {
+        let (sealed, cleaned_upto, active_base) = {
             let log = self.log();
-            (
-                log.sealed_segments(),
-                log.cleaned_upto(),
-                log.dir().to_path_buf(),
-                log.active_base(),
-            )
+            (log.sealed_segments(), log.cleaned_upto(), log.active_base())
         };
         let mut total = crate::log::cleaner::Compacted::default();
         // Only segments older than min.compaction.lag.ms may be compacted.
@@ -547,12 +494,21 @@ impl Partition {
         let tombstone_cutoff = now_ms.saturating_sub(settings.delete_retention_ms);
         for (base, slice, _) in cleanable.iter().take(covered) {
             let started = std::time::Instant::now();
-            let dest = cleaner::cleaned_path(&dir, *base);
-            let done = cleaner::compact_segment(slice, &map, tombstone_cutoff, &dest)?;
+            // The copy's file is made under the lock, in the directory as it is then: a topic
+            // deleted meanwhile stops the pass here, never touching its old files again.
+            let dest = match self.log().create_cleaned(*base) {
+                Ok(f) => f,
+                Err(LogError::Retired) => return Ok(total),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            };
+            let done = cleaner::compact_segment(slice, &map, tombstone_cutoff, dest)?;
             let swapped = self
                 .log()
-                .replace_segment(*base, slice.end, &dest, now_ms)
+                .replace_segment(*base, slice.end, now_ms)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if swapped {
+                self.sync_dir_changes()?;
+            }
             if swapped {
                 total.records_kept += done.records_kept;
                 total.records_removed += done.records_removed;

@@ -3,12 +3,14 @@
 //! state, never a mix.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::log::durable::sync_dir;
 
 pub const TOPICS_DIR: &str = "__topics";
 
@@ -25,18 +27,7 @@ pub fn topics_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(TOPICS_DIR)
 }
 
-/// Writes `contents` to `path` atomically.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
+pub use crate::log::durable::write_atomic;
 
 pub fn save(data_dir: &Path, record: &TopicRecord) -> io::Result<()> {
     let dir = topics_dir(data_dir);
@@ -49,7 +40,7 @@ pub fn save(data_dir: &Path, record: &TopicRecord) -> io::Result<()> {
 pub fn remove(data_dir: &Path, name: &str) -> io::Result<()> {
     let dir = topics_dir(data_dir);
     fs::remove_file(dir.join(format!("{name}.toml")))?;
-    File::open(&dir)?.sync_all()
+    sync_dir(&dir)
 }
 
 /// Loads every topic record. Half-written temporary files are removed; unreadable records are
