@@ -652,6 +652,8 @@ class Watcher(threading.Thread):
                 self.by_id = member_assignments(self.req, self.until)
             except RuntimeError:
                 pass
+            # Each poll is a JVM start: leave the members some of the machine.
+            self.stopping.wait(0.5)
 
 
 class AssignMember:
