@@ -4,18 +4,15 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use klamm::api::APIS;
+use support::client::{creatable_topic, encode_batch, record};
 use support::{Conn, Klamm};
 
 const TOPIC: i8 = 2;
@@ -49,20 +46,7 @@ fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
 
 fn create(conn: &mut Conn, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
     let req = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(s(k))
-                            .with_value(Some(s(v)))
-                    })
-                    .collect(),
-            )])
+        .with_topics(vec![creatable_topic(topic, partitions, configs)])
         .with_timeout_ms(5000);
     let resp = conn.call(&req, 7);
     assert_eq!(
@@ -611,31 +595,10 @@ fn altered_configs_survive_restart_and_take_effect() {
     assert_eq!(ok, (0, None));
     // The new limit applies at once.
     let big = "x".repeat(400);
-    let records: Vec<Record> = vec![Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(big)),
-        headers: IndexMap::new(),
-    }];
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
+    let records = encode_batch(
+        &[record(0, 1_700_000_000_000, None, Some(Bytes::from(big)))],
+        Compression::None,
+    );
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -643,7 +606,7 @@ fn altered_configs_survive_restart_and_take_effect() {
             .with_name(name("keep"))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(buf.freeze()))])]);
+                .with_records(Some(records))])]);
     let resp = conn.call(&req, 9);
     assert_eq!(
         resp.responses[0].partition_responses[0].error_code, 10,

@@ -3,48 +3,28 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record};
 use std::io::Write;
+use support::client::{encode_batch, record};
 use support::{Conn, Klamm};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// A valid single-record batch built by hand, so this test shares nothing with the broker.
+/// A valid single-record batch, uncompressed, without producer id.
 fn one_record_batch(value: &[u8]) -> Bytes {
-    use kafka_protocol::records::*;
     let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
         sequence: -1,
-        timestamp: 1,
-        key: None,
-        value: Some(Bytes::copy_from_slice(value)),
-        headers: Default::default(),
+        ..record(0, 1, None, Some(Bytes::copy_from_slice(value)))
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&r],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&[r], Compression::None)
 }
 
 fn produce(conn: &mut Conn, records: Bytes) -> i16 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use support::client::{encode_batch, record};
 use support::{klamm_bin, Conn, Klamm};
 
 fn metadata(k: &Klamm, topic: &str) -> MetadataResponse {
@@ -308,33 +309,15 @@ fn damaged_tail_and_stray_metadata_are_repaired_at_startup() {
 }
 
 fn support_batch(value: &str) -> bytes::Bytes {
-    use kafka_protocol::records::*;
-    let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1,
-        key: None,
-        value: Some(bytes::Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&r],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    encode_batch(
+        &[record(
+            0,
+            1,
+            None,
+            Some(bytes::Bytes::from(value.to_string())),
+        )],
+        kafka_protocol::records::Compression::None,
     )
-    .unwrap();
-    buf.freeze()
 }
 
 /// Start-up removes what the broker left behind (directories renamed for removal, partition

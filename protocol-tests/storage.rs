@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -15,9 +15,8 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use support::client::{creatable_topic, encode_batch, record};
 use support::{Conn, Klamm};
 
 fn name(s: &str) -> TopicName {
@@ -25,20 +24,7 @@ fn name(s: &str) -> TopicName {
 }
 
 fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) {
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        )]);
+    let req = CreateTopicsRequest::default().with_topics(vec![creatable_topic(topic, 1, configs)]);
     let r = conn.call(&req, 7);
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 }
@@ -52,33 +38,16 @@ fn batch(records: &[(Option<&str>, Option<&str>)], compression: Compression) -> 
     let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: now,
-            key: k.map(|k| Bytes::from(k.to_string())),
-            value: v.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
+        .map(|(i, (k, v))| {
+            record(
+                i,
+                now,
+                k.map(|k| Bytes::from(k.to_string())),
+                v.map(|v| Bytes::from(v.to_string())),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records, compression)
 }
 
 fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {

@@ -2,7 +2,7 @@
 //! the broker process costs (resident memory, open descriptors), read from /proc.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -29,27 +29,45 @@ pub fn batch_with(values: &[&[u8]], keyed: bool, compression: Compression) -> By
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: keyed.then(|| Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
+        .map(|(i, v)| {
+            record(
+                i,
+                1_700_000_000_000 + i as i64,
+                keyed.then(|| Bytes::from(format!("k{i}"))),
+                Some(Bytes::copy_from_slice(v)),
+            )
         })
         .collect();
+    encode_batch(&records, compression)
+}
+
+/// Record `i` of a batch from a producer without an id: offset delta `i`, creation time
+/// `timestamp`, no headers. kafka-protocol starts a new batch whenever offset - sequence
+/// changes, so the sequence follows the offset.
+pub fn record(i: usize, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i as i64,
+        sequence: i as i32,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// `records` as one RecordBatch v2.
+pub fn encode_batch(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression,
@@ -59,14 +77,29 @@ pub fn batch_with(values: &[&[u8]], keyed: bool, compression: Compression) -> By
     buf.freeze()
 }
 
+/// A topic for CreateTopics: `partitions` partitions, replication factor 1, these overrides.
+pub fn creatable_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )
+}
+
 /// Creates a topic (CreateTopics v7) and asserts it was created.
 pub fn create_topic(conn: &mut Conn, topic: &str, partitions: i32) {
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)]);
+        .with_topics(vec![creatable_topic(topic, partitions, &[])]);
     let resp = conn.call(&req, 7);
     assert_eq!(resp.topics[0].error_code, 0, "create topic {topic}");
 }
