@@ -21,7 +21,6 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource as AlterResource, AlterableConfig as AlterConfig,
 };
@@ -53,9 +52,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record};
+use support::client::{creatable_topic, encode_batch, record};
 use support::diff::{self, Difference, Rules, ABSENT};
 use support::{ApacheKafka, Conn, Klamm};
 use uuid::Uuid;
@@ -461,20 +459,7 @@ fn parse_expected(text: &str) -> Vec<Expected> {
 // ---------------------------------------------------------------------------------------------
 
 fn topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> CreatableTopic {
-    CreatableTopic::default()
-        .with_name(tn(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(s(k))
-                        .with_value(Some(s(v)))
-                })
-                .collect(),
-        )
+    creatable_topic(name, partitions, configs)
 }
 
 fn create_topics(topics: Vec<CreatableTopic>) -> CreateTopicsRequest {
@@ -551,34 +536,18 @@ fn batch(records: &[(Option<&str>, &str, i64)]) -> Bytes {
         .iter()
         .enumerate()
         .map(|(i, (k, v, ts))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             // No producer id, so the batch's base sequence is -1; kafka-protocol puts records
             // in one batch only while offset - sequence stays the same.
             sequence: i as i32 - 1,
-            timestamp: *ts,
-            key: k.map(|k| Bytes::from(k.to_string())),
-            value: Some(Bytes::from(v.to_string())),
-            headers: IndexMap::new(),
+            ..record(
+                i,
+                *ts,
+                k.map(|k| Bytes::from(k.to_string())),
+                Some(Bytes::from(v.to_string())),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    encode_batch(&records, Compression::None)
 }
 
 /// `n` keyless records with timestamps T0, T0+1000, …
@@ -1129,6 +1098,8 @@ const BROKER_KEYS: &[&str] = &[
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "log.message.timestamp.type",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
     "log.cleanup.policy",
     "compression.type",
     "socket.request.max.bytes",
@@ -1661,6 +1632,23 @@ fn produce(run: &mut Run) {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(values(1, 0)))])]),
+    );
+    // A CreateTime more than message.timestamp.after.max.ms (Kafka 4: an hour) ahead refuses
+    // the batch and names the record; a LogAppendTime topic takes it.
+    let later = klamm::clock::now_ms() + 2 * 3_600_000;
+    run.same(
+        "a record two hours ahead",
+        9,
+        produce_request(
+            "pr",
+            2,
+            batch(&[(None, "now", T0), (None, "later", later)]),
+            -1,
+        ),
+    );
+    run.same_masked_time(
+        "two hours ahead, log append time",
+        produce_request("pr-append", 0, batch(&[(None, "later", later)]), -1),
     );
 }
 

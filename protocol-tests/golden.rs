@@ -177,7 +177,7 @@ fn check_batches(fixture: &Fixture, settings: &TopicSettings) {
     for topic in &produce.topic_data {
         for partition in &topic.partition_data {
             let records = partition.records.as_ref().expect("records");
-            let batch = validate_records(records, settings)
+            let batch = validate_records(records, settings, klamm::clock::now_ms())
                 .unwrap_or_else(|e| panic!("{}: record batch rejected: {e:?}", fixture.label()));
             // The capture scenarios ask for compression; a plain batch means the client judged
             // from our ApiVersions that the broker cannot take the codec.

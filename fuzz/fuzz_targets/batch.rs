@@ -29,7 +29,7 @@ fn settings() -> &'static [TopicSettings; 3] {
 fn check(batch: &[u8]) {
     let mut passed = false;
     for s in settings() {
-        passed |= validate_records(batch, s).is_ok();
+        passed |= validate_records(batch, s, klamm_fuzz::NOW_MS).is_ok();
     }
     if passed {
         let _ = klamm::log::records::decode_stored(&bytes::Bytes::copy_from_slice(batch));

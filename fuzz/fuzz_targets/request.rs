@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         for topic in &produce.topic_data {
             for partition in &topic.partition_data {
                 if let Some(records) = &partition.records {
-                    let _ = klamm::topics::validate::validate_records(records, settings);
+                    let _ = klamm::topics::validate::validate_records(
+                        records,
+                        settings,
+                        klamm_fuzz::NOW_MS,
+                    );
                 }
             }
         }

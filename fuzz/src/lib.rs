@@ -256,6 +256,9 @@ pub fn split<'a>(data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
     parts
 }
 
+/// The broker's clock for the targets that validate batches: fixed, so a run replays.
+pub const NOW_MS: i64 = 1_700_000_000_000;
+
 /// A topic's settings under the default broker configuration, with `overrides` as the topic's
 /// own configuration.
 pub fn topic_settings(overrides: &[(&str, &str)]) -> klamm::topics::config::TopicSettings {

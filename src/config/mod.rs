@@ -194,6 +194,18 @@ pub const BROKER_DEFS: &[Def] = &[
         doc: "Timestamp type of new topics.",
     },
     Def {
+        name: "log.message.timestamp.after.max.ms",
+        kind: long_at_least(0),
+        default: Some("3600000"),
+        doc: "How far in the future a record's CreateTime may be (INVALID_TIMESTAMP past it).",
+    },
+    Def {
+        name: "log.message.timestamp.before.max.ms",
+        kind: long_at_least(0),
+        default: Some("9223372036854775807"),
+        doc: "How far in the past a record's CreateTime may be (INVALID_TIMESTAMP before it).",
+    },
+    Def {
         name: "log.cleanup.policy",
         kind: Kind::ListOf(CLEANUP_POLICIES),
         default: Some("delete"),

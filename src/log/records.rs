@@ -62,6 +62,8 @@ pub enum Deltas {
 pub struct RecordInfo {
     pub index: i32,
     pub has_key: bool,
+    /// The record's timestamp less the batch's base timestamp.
+    pub timestamp_delta: i64,
 }
 
 /// Walks the records of `batch`, a whole v2 batch whose header `header` has been checked,
@@ -319,7 +321,7 @@ fn walk_input<I: Input>(
             size,
         };
         r.byte()?; // attributes: unused in v2
-        r.varint(10)?; // timestamp delta
+        let timestamp_delta = r.varint(10)?;
         let delta = r.int()?;
         if deltas == Deltas::Consecutive && delta != index {
             return Err(RecordsError::OffsetDelta { index, delta });
@@ -354,6 +356,7 @@ fn walk_input<I: Input>(
         each(RecordInfo {
             index,
             has_key: key_len >= 0,
+            timestamp_delta,
         });
     }
     if input.byte()?.is_some() {

@@ -106,8 +106,8 @@ pub const TOPIC_DEFS: &[Def] = &[
     Def {
         name: "message.timestamp.after.max.ms",
         kind: long_at_least(0),
-        default: Some(LONG_MAX),
-        doc: "How far in the future a CreateTime may be.",
+        default: Some("3600000"),
+        doc: "How far in the future a CreateTime may be (Kafka 4: one hour).",
     },
     Def {
         name: "message.timestamp.before.max.ms",
@@ -214,6 +214,8 @@ pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
         "index.interval.bytes" => "log.index.interval.bytes",
         "max.message.bytes" => "message.max.bytes",
         "message.timestamp.type" => "log.message.timestamp.type",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
         "retention.bytes" => "log.retention.bytes",
         "retention.ms" => "log.retention.ms",
         "segment.bytes" => "log.segment.bytes",
@@ -260,6 +262,9 @@ pub struct TopicSettings {
     pub index_interval_bytes: u64,
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// How far before and after the broker's clock a CreateTime may lie.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
     pub compact: bool,
     pub delete: bool,
     pub flush_messages: i64,
@@ -288,6 +293,8 @@ impl TopicSettings {
             max_message_bytes: int("max.message.bytes").max(0) as usize,
             log_append_time: effective("message.timestamp.type", overrides, broker)
                 .is_some_and(|v| v.as_str() == Some("LogAppendTime")),
+            timestamp_before_max_ms: int("message.timestamp.before.max.ms").max(0),
+            timestamp_after_max_ms: int("message.timestamp.after.max.ms").max(0),
             compact: policy.iter().any(|p| p == "compact"),
             delete: policy.iter().any(|p| p == "delete"),
             flush_messages: int("flush.messages"),

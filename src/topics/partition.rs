@@ -116,7 +116,7 @@ impl Partition {
         settings: &TopicSettings,
         now_ms: i64,
     ) -> Result<Produced, ProduceError> {
-        let header = validate_records(records, settings)?;
+        let header = validate_records(records, settings, now_ms)?;
         let log_append_time = settings.log_append_time.then_some(now_ms);
         let mut log = self.log();
         let appended = log

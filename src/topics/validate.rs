@@ -13,7 +13,10 @@
 //!    last one (INVALID_RECORD). Compressed records are decompressed as a stream within
 //!    [`DECOMPRESSION_FACTOR`] × `max.message.bytes` (past it: MESSAGE_TOO_LARGE; a stream that
 //!    does not decompress: CORRUPT_MESSAGE);
-//! 4. on a compacted topic, a key on every record (INVALID_RECORD, with the record indexes).
+//! 4. on a compacted topic, a key on every record (INVALID_RECORD, with the record indexes);
+//! 5. with CreateTime, every record's timestamp within `message.timestamp.before.max.ms` before
+//!    and `message.timestamp.after.max.ms` after the broker's clock (INVALID_TIMESTAMP, with
+//!    the record indexes). Records without a timestamp (-1) pass, as in Kafka.
 //!
 //! A batch that fails is never stored and moves no offset. Kafka rewrites record offsets it
 //! finds out of sequence inside compressed batches (for pre-v2 clients); we only take v2, whose
@@ -45,13 +48,15 @@ pub fn decompression_limit(settings: &TopicSettings) -> usize {
 }
 
 /// Checks a produce request's records for one partition and returns the batch's header.
+/// `now_ms` is the broker's clock, for the timestamp bounds.
 pub fn validate_records(
     records: &[u8],
     settings: &TopicSettings,
+    now_ms: i64,
 ) -> Result<BatchHeader, ProduceError> {
     let header = check_framing(records, settings)?;
     check_header(&header)?;
-    check_records(records, &header, settings)?;
+    check_records(records, &header, settings, now_ms)?;
     Ok(header)
 }
 
@@ -143,14 +148,23 @@ fn check_header(header: &BatchHeader) -> Result<(), ProduceError> {
     Ok(())
 }
 
-/// Steps 3 and 4: the records, and their keys on a compacted topic.
+/// Steps 3 to 5: the records, their keys on a compacted topic, their timestamps.
 fn check_records(
     records: &[u8],
     header: &BatchHeader,
     settings: &TopicSettings,
+    now_ms: i64,
 ) -> Result<(), ProduceError> {
     let mut keyless = Vec::new();
+    let mut untimely = Vec::new();
     let compact = settings.compact;
+    // LogAppendTime replaces every timestamp; otherwise the bounds apply.
+    let bounds = (!settings.log_append_time).then(|| {
+        (
+            now_ms.saturating_sub(settings.timestamp_before_max_ms),
+            now_ms.saturating_add(settings.timestamp_after_max_ms),
+        )
+    });
     records::walk(
         records,
         header,
@@ -159,6 +173,12 @@ fn check_records(
         |r| {
             if compact && !r.has_key {
                 keyless.push(r.index);
+            }
+            if let Some((earliest, latest)) = bounds {
+                let ts = header.base_timestamp.wrapping_add(r.timestamp_delta);
+                if ts != NO_TIMESTAMP && !(earliest..=latest).contains(&ts) {
+                    untimely.push((r.index, ts));
+                }
             }
         },
     )
@@ -192,8 +212,30 @@ fn check_records(
             .collect();
         return Err(e);
     }
+    if let (Some((earliest, latest)), false) = (bounds, untimely.is_empty()) {
+        let mut e = ProduceError::new(
+            ResponseError::InvalidTimestamp,
+            "One or more records have been rejected due to invalid timestamp",
+        );
+        e.record_errors = untimely
+            .into_iter()
+            .map(|(i, ts)| {
+                (
+                    i,
+                    format!(
+                        "Timestamp {ts} of record {i} is outside [{earliest}, {latest}] \
+                         (message.timestamp.before.max.ms / message.timestamp.after.max.ms)"
+                    ),
+                )
+            })
+            .collect();
+        return Err(e);
+    }
     Ok(())
 }
+
+/// A record timestamp that says there is none.
+const NO_TIMESTAMP: i64 = -1;
 
 #[cfg(test)]
 mod tests {
@@ -206,6 +248,9 @@ mod tests {
     use crate::log::batch::tests::{fix_crc, set_count};
     use crate::log::records::tests::{batch, bomb, record};
 
+    /// The broker's clock in these tests; their records are stamped 1000 + i.
+    const NOW: i64 = 1_700_000_000_000;
+
     fn settings(overrides: &[(&str, &str)]) -> TopicSettings {
         let broker = BrokerConfig::from_pairs(BTreeMap::new()).unwrap();
         let overrides = overrides
@@ -216,7 +261,9 @@ mod tests {
     }
 
     fn code(records: &[u8], settings: &TopicSettings) -> Option<ResponseError> {
-        validate_records(records, settings).err().map(|e| e.error)
+        validate_records(records, settings, NOW)
+            .err()
+            .map(|e| e.error)
     }
 
     #[test]
@@ -230,7 +277,7 @@ mod tests {
             Compression::Zstd,
         ] {
             let b = batch(codec, &[record(0, Some(b"k"), b"a"), record(1, None, b"b")]);
-            let h = validate_records(&b, &s).unwrap_or_else(|e| panic!("{codec:?}: {e:?}"));
+            let h = validate_records(&b, &s, NOW).unwrap_or_else(|e| panic!("{codec:?}: {e:?}"));
             assert_eq!((h.record_count, h.last_offset_delta), (2, 1));
         }
     }
@@ -241,7 +288,7 @@ mod tests {
         for codec in [Compression::None, Compression::Zstd] {
             let mut b = batch(codec, &[record(0, None, b"only one")]);
             set_count(&mut b, i32::MAX, i32::MAX - 1);
-            let e = validate_records(&b, &s).unwrap_err();
+            let e = validate_records(&b, &s, NOW).unwrap_err();
             assert_eq!(e.error, ResponseError::InvalidRecord, "{codec:?}");
             assert!(e.message.contains("fewer records"), "{}", e.message);
             // Count and lastOffsetDelta that disagree are refused from the header alone.
@@ -311,10 +358,81 @@ mod tests {
                 record(2, None, b"c"),
             ],
         );
-        let e = validate_records(&b, &s).unwrap_err();
+        let e = validate_records(&b, &s, NOW).unwrap_err();
         assert_eq!(e.error, ResponseError::InvalidRecord);
         let indexes: Vec<i32> = e.record_errors.iter().map(|(i, _)| *i).collect();
         assert_eq!(indexes, [1, 2]);
         assert_eq!(code(&b, &settings(&[])), None);
+    }
+
+    fn untimely(b: &[u8], s: &TopicSettings, now: i64) -> Vec<i32> {
+        match validate_records(b, s, now) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                assert_eq!(e.error, ResponseError::InvalidTimestamp, "{e:?}");
+                e.record_errors.iter().map(|(i, _)| *i).collect()
+            }
+        }
+    }
+
+    #[test]
+    fn create_times_must_lie_within_the_topics_bounds() {
+        // Stamped 1000, 1001, 1002.
+        let b = batch(
+            Compression::Zstd,
+            &[
+                record(0, None, b"a"),
+                record(1, None, b"b"),
+                record(2, None, b"c"),
+            ],
+        );
+        // Kafka 4's default: up to an hour ahead, any time before.
+        let s = settings(&[]);
+        assert_eq!(untimely(&b, &s, 1002 - 3_600_000), Vec::<i32>::new());
+        assert_eq!(untimely(&b, &s, 1001 - 3_600_000), [2]);
+        assert_eq!(untimely(&b, &s, i64::MAX), Vec::<i32>::new());
+        let s = settings(&[("message.timestamp.before.max.ms", "0")]);
+        assert_eq!(untimely(&b, &s, 1001), [0]);
+        let s = settings(&[("message.timestamp.after.max.ms", "0")]);
+        assert_eq!(untimely(&b, &s, 1000), [1, 2]);
+        // LogAppendTime replaces the timestamps: no bounds.
+        let s = settings(&[
+            ("message.timestamp.type", "LogAppendTime"),
+            ("message.timestamp.before.max.ms", "0"),
+            ("message.timestamp.after.max.ms", "0"),
+        ]);
+        assert_eq!(untimely(&b, &s, 0), Vec::<i32>::new());
+        // A record without a timestamp (-1) passes whatever the bounds.
+        let none = batch(
+            Compression::None,
+            &[kafka_protocol::records::Record {
+                timestamp: -1,
+                ..record(0, None, b"a")
+            }],
+        );
+        let s = settings(&[("message.timestamp.before.max.ms", "0")]);
+        assert_eq!(untimely(&none, &s, NOW), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn the_broker_keys_set_the_timestamp_bounds_of_topics_without_their_own() {
+        let broker = BrokerConfig::from_pairs(BTreeMap::from([(
+            "log.message.timestamp.after.max.ms".to_string(),
+            "5".to_string(),
+        )]))
+        .unwrap();
+        let s = TopicSettings::resolve(&BTreeMap::new(), &broker);
+        assert_eq!(
+            (s.timestamp_after_max_ms, s.timestamp_before_max_ms),
+            (5, i64::MAX)
+        );
+        let own = BTreeMap::from([(
+            "message.timestamp.after.max.ms".to_string(),
+            "7".to_string(),
+        )]);
+        assert_eq!(
+            TopicSettings::resolve(&own, &broker).timestamp_after_max_ms,
+            7
+        );
     }
 }
