@@ -7,75 +7,29 @@
 //! data directory, and prints medians over several rounds. Absolute numbers on shared machines
 //! are noisy: compare runs made on the same machine, one after the other.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-
-fn klamm_bin() -> PathBuf {
-    std::env::var_os("KLAMM_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/klamm"))
-}
+use support::arg;
 
 /// Starts a broker; returns it, its address and the time until it logged readiness.
 fn start(dir: &std::path::Path) -> (Child, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(klamm_bin())
-        .args(["-o", "listeners=PLAINTEXT://127.0.0.1:0", "-o"])
-        .arg(format!("log.dirs={}", dir.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start klamm: build it first with `cargo build --release`");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("klamm exited before it was ready")
-            .expect("read log");
-        if let Some(a) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("address="))
-        {
-            break a.to_string();
-        }
-    };
+    let (child, addr, lines) = support::start(dir, &[]);
     let ready = started.elapsed();
-    // Keep draining the log so the broker never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    support::drain(lines);
     (child, addr, ready)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn produce(addr: &str, topic: &str, messages: usize, size: usize) -> f64 {
@@ -126,9 +80,9 @@ fn consume(addr: &str, topic: &str, messages: usize, size: usize) -> f64 {
 }
 
 fn main() {
-    let messages = arg("--messages", 200_000);
-    let size = arg("--size", 1024);
-    let rounds = arg("--rounds", 3);
+    let messages = arg::<usize>("--messages", 200_000);
+    let size = arg::<usize>("--size", 1024);
+    let rounds = arg::<usize>("--rounds", 3);
 
     let mut ready_ms = Vec::new();
     let mut idle_rss = Vec::new();
@@ -137,7 +91,7 @@ fn main() {
         let (mut child, _, ready) = start(dir.path());
         ready_ms.push(ready.as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(500));
-        idle_rss.push(rss_kib(child.id()) as f64 / 1024.0);
+        idle_rss.push(support::rss_kib(child.id()) as f64 / 1024.0);
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -156,7 +110,7 @@ fn main() {
         let topic = format!("bench-{round}");
         produce_mb.push(produce(&addr, &topic, messages, size));
         consume_mb.push(consume(&addr, &topic, messages, size));
-        loaded_rss.push(rss_kib(child.id()) as f64 / 1024.0);
+        loaded_rss.push(support::rss_kib(child.id()) as f64 / 1024.0);
         let _ = child.kill();
         let _ = child.wait();
     }

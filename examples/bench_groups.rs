@@ -12,11 +12,12 @@
 //! rebalance starts. Absolute numbers on shared machines are noisy: compare runs made on the
 //! same machine, one after the other.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use support::arg;
 
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const ILLEGAL_GENERATION: i16 = 22;
@@ -46,48 +48,11 @@ const CREATE_V: i16 = 7;
 const TOPIC: &str = "bench-groups";
 const TOPIC_PARTITIONS: i32 = 4;
 
-fn klamm_bin() -> PathBuf {
-    std::env::var_os("KLAMM_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/klamm"))
-}
-
 /// Starts a broker whose groups rebalance as soon as every member has joined.
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(klamm_bin())
-        .args(["-o", "listeners=PLAINTEXT://127.0.0.1:0", "-o"])
-        .arg(format!("log.dirs={}", dir.display()))
-        .args(["-o", "group.initial.rebalance.delay.ms=0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start klamm: build it first with `cargo build --release`");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("klamm exited before it was ready")
-            .expect("read log");
-        if let Some(a) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("address="))
-        {
-            break a.to_string();
-        }
-    };
-    // Keep draining the log so the broker never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr, lines) = support::start(dir, &["group.initial.rebalance.delay.ms=0"]);
+    support::drain(lines);
     (child, addr)
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn s(x: &str) -> StrBytes {
@@ -490,11 +455,11 @@ fn unpaced_commits(
 }
 
 fn main() {
-    let rounds = arg("--rounds", 5);
-    let heartbeat = Duration::from_millis(arg("--heartbeat-ms", 3000) as u64);
-    let rate = arg("--rate", 1000);
-    let seconds = arg("--seconds", 10);
-    let burst = arg("--burst-seconds", 3);
+    let rounds = arg::<usize>("--rounds", 5);
+    let heartbeat = Duration::from_millis(arg::<usize>("--heartbeat-ms", 3000) as u64);
+    let rate = arg::<usize>("--rate", 1000);
+    let seconds = arg::<usize>("--seconds", 10);
+    let burst = arg::<usize>("--burst-seconds", 3);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, addr) = start(dir.path());
