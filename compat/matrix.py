@@ -64,6 +64,7 @@ class Matrix:
         self.missing = missing  # client -> why it cannot run here
         self.results = {}  # (scenario, client) -> (status, reason)
         self.memory = {}   # what each client wrote, for the restart scenarios
+        self.attempts = {}  # (scenario, client) -> the attempt its last phase ran as
         self.stopped = False
 
     def record(self, scenario, client, status, reason="", elapsed=None):
@@ -78,6 +79,26 @@ class Matrix:
     def attempt(self, sc, client, fn, ctx):
         """Run one phase; returns True if it passed. Records anything else."""
         start = time.monotonic()
+        ok, status, reason = self.run_phase(sc, client, fn, ctx)
+        # Against Apache Kafka, the reference, a failure means a test or client bug, not a
+        # broker bug. One that does not repeat is a client's timing (kafka-python's group
+        # members, for one, sometimes miss a rebalance against Kafka 4): it is shown, and the
+        # phase is run once more on topics and groups of its own (a before-restart phase too,
+        # and the after phase then works on what that attempt wrote). Against Klamm nothing is
+        # retried.
+        if (status == FAILED and self.args.broker == "kafka" and fn is not sc.after
+                and ctx.attempt == 0 and not self.stopped):
+            print("  %-16s %-15s failed against Kafka, running it once more: %s"
+                  % (client, sc.name, reason.replace("\n", " | ")), flush=True)
+            ctx = self.ctx(client, sc, attempt=1)
+            ok, status, reason = self.run_phase(sc, client, fn, ctx)
+        self.attempts[(sc.name, client)] = ctx.attempt
+        if not ok or fn is sc.run or fn is sc.after:
+            self.record(sc.name, client, status, reason, time.monotonic() - start)
+        return ok
+
+    def run_phase(self, sc, client, fn, ctx):
+        """One phase: (passed, status, reason)."""
         call = self_checked(sc, fn) if client in clients.SELF_CHECKING else fn
         try:
             call(ctx)
@@ -91,9 +112,7 @@ class Matrix:
         died = self.revive_broker()
         if died:
             ok, status, reason = False, FAILED, (reason + "\n" if reason else "") + died
-        if not ok or fn is sc.run or fn is sc.after:
-            self.record(sc.name, client, status, reason, time.monotonic() - start)
-        return ok
+        return ok, status, reason
 
     def revive_broker(self):
         """If the broker died, say so (it is a broker bug) and start it again."""
@@ -139,10 +158,11 @@ class Matrix:
                 if problem:
                     self.record(sc.name, client, FAILED, problem)
                 elif not self.stopped:
-                    self.attempt(sc, client, sc.after, self.ctx(client, sc))
+                    self.attempt(sc, client, sc.after,
+                                 self.ctx(client, sc, self.attempts.get((sc.name, client), 0)))
 
-    def ctx(self, client, sc):
-        return Ctx(client, sc.name, self.broker, self.memory, sc.budget)
+    def ctx(self, client, sc, attempt=0):
+        return Ctx(client, sc.name, self.broker, self.memory, sc.budget, attempt)
 
     def restart(self, sig):
         """Stop the broker with sig and start it again on the same port and

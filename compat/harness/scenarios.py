@@ -27,14 +27,17 @@ class Ctx:
     """One client inside one scenario: runs operations within the scenario's
     time budget and remembers what that client wrote, for later re-reads."""
 
-    def __init__(self, client, scenario, broker, memory, budget):
+    def __init__(self, client, scenario, broker, memory, budget, attempt=0):
         self.client, self.scenario, self.broker = client, scenario, broker
         self.written = memory.setdefault(client, {})  # topic -> partition -> [records]
         self.scale = clients.TIME_SCALE.get(client, 1)
         self.until = time.monotonic() + budget * self.scale
+        # A second attempt works on topics and groups of its own.
+        self.attempt = attempt
 
     def topic(self, suffix=""):
-        name = "%s-%s%s" % (self.scenario, self.client, suffix)
+        again = "-again%d" % self.attempt if self.attempt else ""
+        name = "%s-%s%s%s" % (self.scenario, self.client, again, suffix)
         return re.sub(r"[^A-Za-z0-9-]", "-", name)
 
     def op(self, name, timeout=OP_TIMEOUT, **req):
