@@ -11,7 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record};
 use std::io::Write;
-use support::client::{encode_batch, record};
+use support::client::{create_topic, encode_batch, record};
 use support::{Conn, Klamm};
 
 fn name(s: &str) -> TopicName {
@@ -88,11 +88,7 @@ fn header(key: i16, version: i16) -> Vec<u8> {
 fn malformed_frames_close_only_their_connection() {
     let k = Klamm::start(&["socket.request.max.bytes=1048576"]);
     let mut good = Conn::connect(k.addr);
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name("good"))
-        .with_num_partitions(1)
-        .with_replication_factor(1)]);
-    assert_eq!(good.call(&req, 7).topics[0].error_code, 0);
+    create_topic(&mut good, "good", 1);
     assert_eq!(produce(&mut good, one_record_batch(b"before")), 0);
 
     let size = |n: i32| n.to_be_bytes().to_vec();
@@ -307,11 +303,7 @@ fn inflated_requests() -> Vec<Inflated> {
 fn inflated_counts_close_only_their_connection() {
     let mut k = Klamm::start(&[]);
     let mut good = Conn::connect(k.addr);
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name("good"))
-        .with_num_partitions(1)
-        .with_replication_factor(1)]);
-    assert_eq!(good.call(&req, 7).topics[0].error_code, 0);
+    create_topic(&mut good, "good", 1);
     assert_eq!(produce(&mut good, one_record_batch(b"before")), 0);
 
     let cases = inflated_requests();
@@ -362,11 +354,7 @@ fn inflated_counts_close_only_their_connection() {
 fn a_batch_must_hold_the_records_it_claims() {
     let k = Klamm::start(&[]);
     let mut conn = Conn::connect(k.addr);
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name("good"))
-        .with_num_partitions(1)
-        .with_replication_factor(1)]);
-    assert_eq!(conn.call(&req, 7).topics[0].error_code, 0);
+    create_topic(&mut conn, "good", 1);
     assert_eq!(produce_at(&mut conn, one_record_batch(b"first")), (0, 0));
 
     // INVALID_RECORD (87), as Kafka's validator answers a count the records do not match.
