@@ -151,15 +151,37 @@ class Matrix:
             # Each client's phase gets the whole budget from its own start: the clients run
             # one after another, and a slow one must not use up the others' time.
             ready = [c for c in todo if not self.stopped and self.attempt(sc, c, sc.before, self.ctx(c, sc))]
-            if not ready:
-                continue
-            problem = self.restart(sc.restart)
-            for client in ready:
-                if problem:
-                    self.record(sc.name, client, FAILED, problem)
-                elif not self.stopped:
-                    self.attempt(sc, client, sc.after,
-                                 self.ctx(client, sc, self.attempts.get((sc.name, client), 0)))
+            again = self.restart_phase(sc, ready, retry=self.args.broker == "kafka")
+            # Against Kafka, a client whose after-restart phase failed goes through the whole
+            # scenario once more, on topics of its own and with one more restart.
+            again = [c for c in again if not self.stopped
+                     and self.attempt(sc, c, sc.before, self.ctx(c, sc, attempt=1))]
+            self.restart_phase(sc, again, retry=False)
+
+    def restart_phase(self, sc, ready, retry):
+        """Restarts the broker and runs the after phase of the clients in `ready`. With
+        `retry`, a failed phase is shown but not recorded: those clients are returned."""
+        if not ready:
+            return []
+        problem = self.restart(sc.restart)
+        failed = []
+        for client in ready:
+            if problem:
+                self.record(sc.name, client, FAILED, problem)
+            elif not self.stopped:
+                ctx = self.ctx(client, sc, self.attempts.get((sc.name, client), 0))
+                if not retry or ctx.attempt > 0:
+                    self.attempt(sc, client, sc.after, ctx)
+                    continue
+                start = time.monotonic()
+                ok, status, reason = self.run_phase(sc, client, sc.after, ctx)
+                if ok or status != FAILED:
+                    self.record(sc.name, client, status, reason, time.monotonic() - start)
+                else:
+                    print("  %-16s %-15s failed against Kafka after the restart, running the scenario "
+                          "once more: %s" % (client, sc.name, reason.replace("\n", " | ")), flush=True)
+                    failed.append(client)
+        return failed
 
     def ctx(self, client, sc, attempt=0):
         return Ctx(client, sc.name, self.broker, self.memory, sc.budget, attempt)
