@@ -21,6 +21,7 @@ pub struct Klamm {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     /// Lines the broker logged, collected in the background.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -32,24 +33,38 @@ pub fn klamm_bin() -> PathBuf {
 impl Klamm {
     /// Starts a broker on a free port with a fresh temporary data directory.
     pub fn start(extra: &[&str]) -> Klamm {
+        Klamm::start_with_env(extra, &[])
+    }
+
+    /// Like `start`, with variables added to the broker's environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Klamm {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut k = Klamm::start_in(&dir, 0, extra);
+        let mut k = Klamm::launch(&dir, 0, extra, env);
         k._tmp = Some(tmp);
         k
     }
 
     /// Starts a broker on `dir`; port 0 picks a free one.
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Klamm {
+        Klamm::launch(dir, port, extra, &[])
+    }
+
+    fn launch(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Klamm {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (child, addr) = spawn(dir, port, &extra, log.clone());
+        let (child, addr) = spawn(dir, port, &extra, &env, log.clone());
         Klamm {
             child: Some(child),
             addr,
             data_dir: dir.to_path_buf(),
             _tmp: None,
             extra,
+            env,
             log,
         }
     }
@@ -89,6 +104,7 @@ impl Klamm {
             &self.data_dir,
             self.addr.port(),
             &self.extra,
+            &self.env,
             self.log.clone(),
         );
         self.child = Some(child);
@@ -128,6 +144,7 @@ fn spawn(
     dir: &Path,
     port: u16,
     extra: &[String],
+    env: &[(String, String)],
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) -> (Child, SocketAddr) {
     let mut cmd = Command::new(klamm_bin());
@@ -138,6 +155,7 @@ fn spawn(
     for e in extra {
         cmd.arg("--override").arg(e);
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
