@@ -630,13 +630,10 @@ fn bench_lookup(dir: &Path, records: u64, per_batch: u32, lookups: usize, segmen
 
         let i = rng.below(batches) as i64;
         let started = Instant::now();
-        let mut found = None;
-        for slice in log.slices_for_time(T0 + i) {
-            if let Some(hit) = slice.find_timestamp(T0 + i).expect("find") {
-                found = Some(hit);
-                break;
-            }
-        }
+        let found = log
+            .slice_for_time(T0 + i)
+            .expect("open segment")
+            .and_then(|slice| slice.find_timestamp(T0 + i).expect("find"));
         by_time.push(started.elapsed().as_secs_f64() * 1e6);
         let (_, h) = found.expect("batch for timestamp");
         assert_eq!(h.base_offset, i * per_batch as i64);

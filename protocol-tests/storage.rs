@@ -522,3 +522,244 @@ fn names_colliding_with_another_or_the_offsets_topic_are_refused() {
     assert_eq!(auto_create_code(&mut conn, "__consumer_offsets"), 0);
     assert!(!k.data_dir.join("__consumer.offsets-0").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors and disk faults.
+
+const KAFKA_STORAGE_ERROR: i16 = 56;
+
+/// Produces one record with the given acks; returns the error code and base offset.
+fn produce_acks(conn: &mut Conn, topic: &str, value: &str, acks: i16) -> (i16, i64) {
+    let req = support::client::produce_request(
+        topic,
+        0,
+        batch(&[(None, Some(value))], Compression::None),
+    )
+    .with_acks(acks);
+    let r = conn.call(&req, 9);
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Produces `<prefix><i>` for each i, each acknowledged, and records (offset, value) in `acked`.
+fn produce_each(
+    conn: &mut Conn,
+    topic: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    acks: i16,
+    acked: &mut Vec<(i64, String)>,
+) {
+    for i in range {
+        let value = format!("{prefix}{i}");
+        let (code, offset) = produce_acks(conn, topic, &value, acks);
+        assert_eq!(code, 0, "produce {value}");
+        acked.push((offset, value));
+    }
+}
+
+/// A broker whose storage faults the test arms (see `Launch::with_faults`), and a topic.
+fn faulty_broker(topic: &str) -> (tempfile::TempDir, Klamm, Conn) {
+    let faults = tempfile::tempdir().unwrap();
+    let k = Klamm::start_with(&[], support::Launch::default().with_faults(faults.path()));
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, topic, &[]);
+    (faults, k, conn)
+}
+
+/// DescribeLogDirs' error code for the broker's one directory.
+fn log_dir_error(conn: &mut Conn) -> i16 {
+    let r = conn.call(&DescribeLogDirsRequest::default().with_topics(None), 2);
+    r.results[0].error_code
+}
+
+fn values(records: &[Read]) -> Vec<(i64, String)> {
+    records
+        .iter()
+        .map(|(o, _, v)| (*o, v.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// Sealed segments keep no descriptors open beyond a bounded cache (a quarter of the process's
+/// limit): 1,500 one-batch segments under a limit of 512 descriptors are written, read back
+/// whole, and opened again after a clean stop and after a crash. Holding three descriptors per
+/// segment, as a log that keeps every file open does, runs out after about 160.
+#[test]
+fn sealed_segments_hold_no_descriptors_beyond_a_bounded_cache() {
+    const SEGMENTS: usize = 1_500;
+    // A quarter of the limit for sealed segments, the rest for everything else.
+    const LIMIT: u64 = 512;
+    let bound = (LIMIT / 4) as usize + 64;
+    let mut k = Klamm::start_with(
+        &[],
+        support::Launch {
+            nofile: Some(LIMIT),
+            ..Default::default()
+        },
+    );
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "many", &[("segment.bytes", "14")]);
+    let mut acked = Vec::new();
+    produce_each(&mut conn, "many", "v", 0..SEGMENTS, 1, &mut acked);
+    assert_eq!(segment_files(&k, "many").len(), SEGMENTS);
+    let written = k.open_fds();
+    assert!(written <= bound, "{written} descriptors open after writing");
+    let (code, read) = read_all(&mut conn, "many", 0);
+    assert_eq!(code, 0);
+    assert_eq!(values(&read), acked, "a consumer reads every segment");
+    let after_read = k.open_fds();
+    assert!(
+        after_read <= bound,
+        "{after_read} descriptors open after reading"
+    );
+    eprintln!(
+        "{SEGMENTS} segments: {written} descriptors open after writing, {after_read} after reading (bound {bound})"
+    );
+    drop(conn);
+    for how in ["clean stop", "crash"] {
+        if how == "crash" {
+            k.kill();
+            k.start_again();
+        } else {
+            k.restart();
+        }
+        let opened = k.open_fds();
+        assert!(opened <= bound, "{opened} descriptors open after a {how}");
+        let mut conn = Conn::connect(k.addr);
+        let (code, read) = read_all(&mut conn, "many", 0);
+        assert_eq!(code, 0);
+        assert_eq!(values(&read), acked, "after a {how}");
+        let (code, offset) = produce_acks(&mut conn, "many", "after", 1);
+        assert_eq!((code, offset), (0, acked.len() as i64), "after a {how}");
+        acked.push((offset, "after".into()));
+    }
+}
+
+/// With no descriptors left, writes that need one (a segment roll, here every batch) fail with
+/// KAFKA_STORAGE_ERROR; nothing is lost or half-written, the directory stays online, and writes
+/// succeed again as soon as descriptors are available.
+#[test]
+fn running_out_of_descriptors_fails_writes_until_they_return() {
+    let k = Klamm::start_with(
+        &[],
+        support::Launch {
+            nofile: Some(512),
+            ..Default::default()
+        },
+    );
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "fds", &[("segment.bytes", "14")]);
+    let mut acked = Vec::new();
+    produce_each(&mut conn, "fds", "v", 0..5, 1, &mut acked);
+    let set_limit = |soft: usize| {
+        let status = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", k.pid()))
+            .arg(format!("--nofile={soft}:512"))
+            .status()
+            .expect("run prlimit");
+        assert!(status.success());
+    };
+    // No descriptor numbers left (bar holes below the highest, which the first rolls fill).
+    set_limit(k.open_fds());
+    let mut refused = 0;
+    for i in 0..40 {
+        let value = format!("w{i}");
+        match produce_acks(&mut conn, "fds", &value, 1) {
+            (0, offset) => acked.push((offset, value)),
+            (KAFKA_STORAGE_ERROR, _) => refused += 1,
+            (code, _) => panic!("produce {i}: error {code}"),
+        }
+    }
+    assert!(refused >= 30, "only {refused} of 40 writes were refused");
+    assert_eq!(log_dir_error(&mut conn), 0, "the directory stays online");
+    set_limit(512);
+    // Writes once descriptors are back.
+    produce_each(&mut conn, "fds", "x", 0..5, 1, &mut acked);
+    let offsets: Vec<i64> = acked.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..acked.len() as i64).collect::<Vec<_>>());
+    let (code, read) = read_all(&mut conn, "fds", 0);
+    assert_eq!(code, 0);
+    assert_eq!(values(&read), acked, "exactly the acknowledged records");
+}
+
+/// A full disk fails writes with KAFKA_STORAGE_ERROR and leaves nothing half-written; once
+/// space returns, writes go on at the next offset, and the log survives a crash intact.
+#[test]
+fn a_full_disk_fails_writes_until_space_returns() {
+    let (faults, mut k, mut conn) = faulty_broker("full");
+    let mut acked = Vec::new();
+    produce_each(&mut conn, "full", "v", 0..3, -1, &mut acked);
+    std::fs::write(faults.path().join("enospc"), b"").unwrap();
+    for acks in [1, -1] {
+        let (code, _) = produce_acks(&mut conn, "full", "lost", acks);
+        assert_eq!(code, KAFKA_STORAGE_ERROR, "acks={acks} on a full disk");
+    }
+    assert_eq!(
+        log_dir_error(&mut conn),
+        0,
+        "a full disk is not a failed one"
+    );
+    std::fs::remove_file(faults.path().join("enospc")).unwrap();
+    // Writes once space is back.
+    produce_each(&mut conn, "full", "v", 3..6, -1, &mut acked);
+    let (code, read) = read_all(&mut conn, "full", 0);
+    assert_eq!(code, 0);
+    assert_eq!(values(&read), acked);
+    drop(conn);
+    k.kill();
+    k.start_again();
+    let mut conn = Conn::connect(k.addr);
+    let (code, read) = read_all(&mut conn, "full", 0);
+    assert_eq!(code, 0);
+    assert_eq!(values(&read), acked, "after a crash");
+}
+
+/// A failed fsync is never retried into a success: the log directory goes offline at once,
+/// every partition answers KAFKA_STORAGE_ERROR (produce, fetch, ListOffsets) even after the
+/// disk recovers, DescribeLogDirs reports the directory's error, and the broker says so in its
+/// log while it keeps answering what needs no disk. A restart recovers what was acknowledged.
+#[test]
+fn a_failed_fsync_takes_the_log_directory_offline() {
+    let (faults, mut k, mut conn) = faulty_broker("synced");
+    let mut acked = Vec::new();
+    produce_each(&mut conn, "synced", "v", 0..5, -1, &mut acked);
+    assert_eq!(log_dir_error(&mut conn), 0);
+    std::fs::write(faults.path().join("eio"), b"").unwrap();
+    let (code, _) = produce_acks(&mut conn, "synced", "unsynced", -1);
+    assert_eq!(code, KAFKA_STORAGE_ERROR, "acks=all whose fsync failed");
+    // The disk "recovers"; the directory stays offline all the same.
+    std::fs::remove_file(faults.path().join("eio")).unwrap();
+    let (code, _) = produce_acks(&mut conn, "synced", "later", 1);
+    assert_eq!(code, KAFKA_STORAGE_ERROR, "acks=1 to an offline directory");
+    let (code, read) = read_all(&mut conn, "synced", 0);
+    assert_eq!((code, read.len()), (KAFKA_STORAGE_ERROR, 0), "fetch");
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("synced"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    assert_eq!(
+        conn.call(&req, 7).topics[0].partitions[0].error_code,
+        KAFKA_STORAGE_ERROR,
+        "ListOffsets"
+    );
+    assert_eq!(log_dir_error(&mut conn), KAFKA_STORAGE_ERROR);
+    assert!(k.log_contains("log directory offline"));
+    // What needs no disk is still answered.
+    let meta = conn.call(&MetadataRequest::default().with_topics(None), 12);
+    assert!(meta.topics.iter().any(|t| t.name == Some(name("synced"))));
+    drop(conn);
+    k.kill();
+    k.start_again();
+    let mut conn = Conn::connect(k.addr);
+    assert_eq!(log_dir_error(&mut conn), 0, "online again after a restart");
+    let (code, read) = read_all(&mut conn, "synced", 0);
+    assert_eq!(code, 0);
+    // The batch whose fsync failed may or may not have reached the disk; its producer was told
+    // it failed. Everything acknowledged is there, in order.
+    assert_eq!(values(&read)[..acked.len()], acked[..]);
+    let (code, _) = produce_acks(&mut conn, "synced", "again", -1);
+    assert_eq!(code, 0, "writes work after the restart");
+}

@@ -118,6 +118,11 @@ impl Broker {
         } else if data_dir.join(crate::topics::store::TOPICS_DIR).exists() {
             warn!("the last stop was not clean: verifying logs after their recovery points");
         }
+        let (fd_limit, open_segments) = crate::log::files::size_to_descriptor_limit();
+        info!(
+            fd_limit,
+            open_segments, "sealed segments keep at most this many files open"
+        );
         let (topics, report) =
             TopicManager::open(&data_dir, config.clone(), clean).map_err(StartError::Topics)?;
         for line in report {
@@ -278,6 +283,10 @@ async fn log_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = interval.tick() => {}
             _ = stop.changed() => return,
         }
+        if shared.topics.offline() {
+            // Nothing more is written, removed or synced in a directory that failed.
+            continue;
+        }
         flush_due_partitions(&shared).await;
         if last_retention.elapsed() >= retention_every {
             last_retention = Instant::now();
@@ -315,6 +324,9 @@ async fn log_cleaner(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
+        }
+        if shared.topics.offline() {
+            continue;
         }
         for topic in shared.topics.list() {
             if !topic.settings.compact {

@@ -21,9 +21,51 @@ pub struct Klamm {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
-    env: Vec<(String, String)>,
+    launch: Launch,
     /// Lines the broker logged, collected in the background.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// How a broker is run beyond its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Variables added to its environment.
+    pub env: Vec<(String, String)>,
+    /// Its limit on open descriptors (soft and hard).
+    pub nofile: Option<u64>,
+}
+
+impl Launch {
+    /// Runs the broker with storage faults that the test arms by creating files in `dir`:
+    /// `eio` fails every fsync, `enospc` every positioned write (see `faults.c`).
+    pub fn with_faults(mut self, dir: &Path) -> Launch {
+        self.env
+            .push(("LD_PRELOAD".into(), faults_library().display().to_string()));
+        self.env
+            .push(("KLAMM_TEST_FAULTS".into(), dir.display().to_string()));
+        self
+    }
+}
+
+/// `faults.c` built as a shared library, once per test binary.
+fn faults_library() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol-tests/support/faults.c");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("klamm-faults-{}.so", std::process::id()));
+            let status = Command::new("cc")
+                .args(["-shared", "-fPIC", "-O1", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .arg("-ldl")
+                .status()
+                .expect("run cc (a C compiler is needed for the storage fault tests)");
+            assert!(status.success(), "cc failed to build {}", src.display());
+            out
+        })
+        .clone()
 }
 
 pub fn klamm_bin() -> PathBuf {
@@ -38,33 +80,43 @@ impl Klamm {
 
     /// Like `start`, with variables added to the broker's environment.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Klamm {
+        Klamm::start_with(
+            extra,
+            Launch {
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                nofile: None,
+            },
+        )
+    }
+
+    /// Like `start`, run as `launch` says.
+    pub fn start_with(extra: &[&str], launch: Launch) -> Klamm {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut k = Klamm::launch(&dir, 0, extra, env);
+        let mut k = Klamm::launch(&dir, 0, extra, launch);
         k._tmp = Some(tmp);
         k
     }
 
     /// Starts a broker on `dir`; port 0 picks a free one.
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Klamm {
-        Klamm::launch(dir, port, extra, &[])
+        Klamm::launch(dir, port, extra, Launch::default())
     }
 
-    fn launch(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Klamm {
+    fn launch(dir: &Path, port: u16, extra: &[&str], launch: Launch) -> Klamm {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (child, addr) = spawn(dir, port, &extra, &env, log.clone());
+        let (child, addr) = spawn(dir, port, &extra, &launch, log.clone());
         Klamm {
             child: Some(child),
             addr,
             data_dir: dir.to_path_buf(),
             _tmp: None,
             extra,
-            env,
+            launch,
             log,
         }
     }
@@ -104,7 +156,7 @@ impl Klamm {
             &self.data_dir,
             self.addr.port(),
             &self.extra,
-            &self.env,
+            &self.launch,
             self.log.clone(),
         );
         self.child = Some(child);
@@ -144,10 +196,20 @@ fn spawn(
     dir: &Path,
     port: u16,
     extra: &[String],
-    env: &[(String, String)],
+    launch: &Launch,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) -> (Child, SocketAddr) {
-    let mut cmd = Command::new(klamm_bin());
+    let mut cmd = match launch.nofile {
+        // prlimit sets the limit and execs the broker: the pid stays the broker's.
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg("--")
+                .arg(klamm_bin());
+            c
+        }
+        None => Command::new(klamm_bin()),
+    };
     cmd.arg("--override")
         .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
         .arg("--override")
@@ -155,7 +217,7 @@ fn spawn(
     for e in extra {
         cmd.arg("--override").arg(e);
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
     cmd.env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -39,6 +39,10 @@ pub async fn handle(ctx: &RequestContext<'_>, req: DeleteRecordsRequest) -> Dele
                 );
                 continue;
             }
+            if let Err(e) = partition.check_online() {
+                results.push(result.with_low_watermark(-1).with_error_code(e.code()));
+                continue;
+            }
             let offset = p.offset;
             let outcome = tokio::task::spawn_blocking(move || {
                 let mut log = partition.log();

@@ -1,12 +1,16 @@
 //! DescribeLogDirs: the one data directory and the size of every partition in it.
 
 use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::topics::Topic;
@@ -32,15 +36,42 @@ pub async fn handle(
     let dir = ctx.shared.config().data_dir();
     // Clients show this path to operators; an absolute one says where the data really is.
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    // Total and usable bytes (v4) stay -1, "unknown": std has no portable way to ask the
-    // filesystem for them.
     let result = DescribeLogDirsResult::default()
-        .with_error_code(0)
-        .with_log_dir(StrBytes::from_string(dir.display().to_string()))
-        .with_topics(described);
+        .with_log_dir(StrBytes::from_string(dir.display().to_string()));
+    // As Kafka reports a failed directory: its error, no partitions, no sizes.
+    let result = if topics.offline() {
+        result
+            .with_error_code(ResponseError::KafkaStorageError.code())
+            .with_total_bytes(-1)
+            .with_usable_bytes(-1)
+    } else {
+        let (total, usable) = space(&dir).unwrap_or((-1, -1));
+        result
+            .with_error_code(0)
+            .with_topics(described)
+            .with_total_bytes(total)
+            .with_usable_bytes(usable)
+    };
     DescribeLogDirsResponse::default()
         .with_error_code(0)
         .with_results(vec![result])
+}
+
+/// The filesystem's size and the bytes an unprivileged writer may still use (v4), as Kafka
+/// takes them from the file store.
+fn space(dir: &Path) -> Option<(i64, i64)> {
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes the struct it is given; the path is NUL-terminated.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st
+    };
+    let block = st.f_frsize as u64;
+    let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(block)).unwrap_or(i64::MAX);
+    Some((bytes(st.f_blocks as u64), bytes(st.f_bavail as u64)))
 }
 
 fn describe(t: &Topic, only: Option<&HashSet<i32>>) -> DescribeLogDirsTopic {

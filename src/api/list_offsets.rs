@@ -78,6 +78,10 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOf
                 ));
                 continue;
             }
+            if let Err(e) = p.check_online() {
+                partitions.push(answer(index, Some(e), -1, -1));
+                continue;
+            }
             let offsets = p.offsets();
             let response = match rp.timestamp {
                 LATEST => answer(index, None, offsets.high_watermark, -1),

@@ -1,12 +1,11 @@
 //! What a sync of a log must cover, taken under the partition's lock and run outside it (on a
 //! blocking thread), so appends never wait for a disk.
 
-use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::durable;
+use super::files::FileRef;
 
 /// The log's directory with entries (segments created, renamed, removed) not yet synced, and
 /// how many changes the sync covers.
@@ -25,7 +24,8 @@ impl DirSync {
 
 /// Everything that must reach stable storage for the log to be durable up to `upto`.
 pub struct FlushJob {
-    pub files: Vec<Arc<File>>,
+    /// Segments' data files; a sealed one is opened here if the cache let it go.
+    pub files: Vec<FileRef>,
     /// A just-rolled segment is lost on power failure unless its directory entry is synced too.
     pub dir: Option<DirSync>,
     /// The log end offset when the job was taken: everything below it is durable once it ran.
@@ -36,7 +36,7 @@ impl FlushJob {
     /// Syncs the files' data, then the directory. Blocking.
     pub fn run(&self) -> io::Result<()> {
         for f in &self.files {
-            f.sync_data()?;
+            f.get()?.sync_data()?;
         }
         match &self.dir {
             Some(d) => d.run(),

@@ -60,10 +60,11 @@ impl Entry for TimeEntry {
     }
 }
 
-/// An append-only index file with its entries mirrored in memory.
+/// An append-only index file with its entries mirrored in memory. Once its segment is sealed
+/// the file is closed: the entries in memory answer every lookup.
 pub struct Index<E: Entry> {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     entries: Vec<E>,
 }
 
@@ -77,7 +78,7 @@ impl<E: Entry> Index<E> {
             .open(path)?;
         Ok(Index {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
             entries: Vec::new(),
         })
     }
@@ -98,17 +99,38 @@ impl<E: Entry> Index<E> {
         let entries = buf.chunks_exact(E::SIZE).map(E::decode).collect();
         Ok(Some(Index {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
             entries,
         }))
     }
 
     pub fn append(&mut self, entry: E) -> io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("append to a closed index"));
+        };
         let mut buf = [0u8; 16];
         entry.encode(&mut buf[..E::SIZE]);
-        self.file.write_all(&buf[..E::SIZE])?;
+        if let Err(e) = file.write_all(&buf[..E::SIZE]) {
+            // A partial entry would misalign every later one.
+            let _ = file.set_len((self.entries.len() * E::SIZE) as u64);
+            return Err(e);
+        }
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Takes back the last entry (its batch could not be stored after all).
+    pub fn undo_last(&mut self) {
+        if self.entries.pop().is_some() {
+            if let Some(file) = &self.file {
+                let _ = file.set_len((self.entries.len() * E::SIZE) as u64);
+            }
+        }
+    }
+
+    /// Closes the file; the entries stay.
+    pub fn close(&mut self) {
+        self.file = None;
     }
 
     /// The last entry whose key is ≤ `key`, by binary search over entries sorted by key.
@@ -125,8 +147,12 @@ impl<E: Entry> Index<E> {
         self.entries.last().copied()
     }
 
+    /// Syncs the file; a closed one is opened for it (blocking either way).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        match &self.file {
+            Some(f) => f.sync_data(),
+            None => File::open(&self.path)?.sync_data(),
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod durable;
+pub mod files;
 pub mod flush;
 pub mod index;
 pub mod producers;
@@ -26,7 +27,7 @@ use tracing::warn;
 use batch::{BatchHeader, RewrittenHeader, HEADER_LEN};
 use flush::{DirSync, FlushJob};
 use producers::{Check, Producers, SequenceError};
-use segment::{Segment, SegmentSlice};
+use segment::{SealedRef, Segment, SegmentSlice};
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -42,6 +43,8 @@ pub enum LogError {
     Sequence(SequenceError),
     #[error("the log's topic was deleted")]
     Retired,
+    #[error("the log directory is offline")]
+    Offline,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -209,6 +212,12 @@ impl Log {
                 if !last {
                     damaged_at = Some(i);
                 }
+            }
+            let mut seg = seg;
+            if !last && damaged_at.is_none() {
+                // Not written any more: its descriptors go to the bounded cache now, so a log
+                // of thousands of segments does not hold them all open.
+                seg.seal();
             }
             segments.insert(base, seg);
         }
@@ -391,6 +400,7 @@ impl Log {
             return Ok(());
         }
         let seg = Segment::create(&self.dir, base, now_ms).map_err(io_err(&self.dir))?;
+        self.active_mut().seal();
         self.segments.insert(base, seg);
         // Synced with the next flush (outside the partition's lock): acks=all waits for it.
         self.dir_changes += 1;
@@ -440,19 +450,18 @@ impl Log {
                     .find(|(_, s)| s.size() > 0)
             })
             .map(|(_, s)| s);
-        Ok(seg.map(|s| s.slice_for(offset)))
+        seg.map(|s| s.slice_for(offset).map_err(io_err(s.path())))
+            .transpose()
     }
 
-    /// Slices of every segment that may hold a timestamp ≥ `timestamp`, oldest first.
-    pub fn slices_for_time(&self, timestamp: i64) -> Vec<SegmentSlice> {
-        // The first segment whose newest timestamp reaches `timestamp` holds the answer, so
-        // one slice suffices however many segments there are.
+    /// A slice of the segment that holds the first timestamp ≥ `timestamp`, if any: the first
+    /// segment whose newest timestamp reaches it holds the answer.
+    pub fn slice_for_time(&self, timestamp: i64) -> io::Result<Option<SegmentSlice>> {
         self.segments
             .values()
             .find(|s| s.max_timestamp().0 >= timestamp)
             .map(|s| s.slice_for_time(timestamp))
-            .into_iter()
-            .collect()
+            .transpose()
     }
 
     /// The largest timestamp in the log and the base offset of the batch that holds it.
@@ -492,7 +501,7 @@ impl Log {
             self.segments
                 .values()
                 .filter(|s| s.next_offset() > self.flushed_offset)
-                .map(|s| s.slice_for(s.base_offset()).file)
+                .map(|s| s.file_ref())
                 .collect()
         };
         FlushJob {
@@ -664,18 +673,12 @@ impl Log {
 
     /// The sealed segments, oldest first, for the cleaner: (base offset, slice of the whole
     /// segment, its newest timestamp).
-    pub fn sealed_segments(&self) -> Vec<(i64, SegmentSlice, i64)> {
+    pub fn sealed_segments(&self) -> Vec<(i64, SealedRef, i64)> {
         let active = self.active().base_offset();
         self.segments
             .values()
             .filter(|s| s.base_offset() != active)
-            .map(|s| {
-                (
-                    s.base_offset(),
-                    s.slice_for(s.base_offset()),
-                    s.max_timestamp().0,
-                )
-            })
+            .map(|s| (s.base_offset(), s.sealed_ref(), s.max_timestamp().0))
             .collect()
     }
 
@@ -715,7 +718,7 @@ impl Log {
         for suffix in ["index", "timeindex"] {
             let _ = std::fs::remove_file(self.dir.join(segment::file_name(base, suffix)));
         }
-        let (seg, _) = Segment::open(
+        let (mut seg, _) = Segment::open(
             &self.dir,
             base,
             true,
@@ -723,6 +726,7 @@ impl Log {
             now_ms,
         )
         .map_err(io_err(&self.dir))?;
+        seg.seal();
         self.segments.insert(base, seg);
         Ok(true)
     }

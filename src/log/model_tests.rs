@@ -165,7 +165,7 @@ fn read_from(log: &Log, offset: i64) -> Result<Vec<Stored>, String> {
 
 /// The first batch with a max timestamp ≥ `ts`, as ListOffsets finds it.
 fn find_time(log: &Log, ts: i64) -> Option<(i64, i64)> {
-    for slice in log.slices_for_time(ts) {
+    if let Some(slice) = log.slice_for_time(ts).unwrap() {
         if let Some((pos, h)) = slice.find_timestamp(ts).unwrap() {
             assert_eq!(read_header(&slice.file, pos).unwrap(), h);
             return Some((h.base_offset, h.max_timestamp));
@@ -546,10 +546,11 @@ fn reads_cross_segments_emptied_by_compaction() {
     // Offsets 0, 1 and 2 sit in sealed segments of their own; the key's latest is 3.
     let sealed = log.sealed_segments();
     let mut map = std::collections::HashMap::new();
-    for (_, slice, _) in &sealed {
-        assert!(cleaner::add_to_map(&mut map, slice, 100).unwrap());
+    for (_, sealed, _) in &sealed {
+        assert!(cleaner::add_to_map(&mut map, &sealed.slice().unwrap(), 100).unwrap());
     }
-    for (base, slice, _) in &sealed {
+    for (base, sealed, _) in &sealed {
+        let slice = &sealed.slice().unwrap();
         let dest = log.create_cleaned(*base).unwrap();
         cleaner::compact_segment(slice, &map, 0, dest).unwrap();
         assert!(log.replace_segment(*base, slice.end, 0).unwrap());

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::files::FileRef;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
 /// File name of a segment or index: the base offset as 20 digits, as Kafka names them.
@@ -28,7 +29,7 @@ pub struct Repair {
 pub struct Segment {
     base_offset: i64,
     path: PathBuf,
-    file: Arc<File>,
+    file: FileRef,
     size: u64,
     next_offset: i64,
     index: OffsetIndex,
@@ -61,7 +62,7 @@ impl Segment {
         Ok(Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            file: FileRef::Open(Arc::new(file)),
             size: 0,
             next_offset: base_offset,
             index: OffsetIndex::create(&dir.join(file_name(base_offset, "index")))?,
@@ -120,10 +121,11 @@ impl Segment {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(now_ms);
+        let file = Arc::new(file);
         let mut seg = Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            file: FileRef::Open(file.clone()),
             size,
             next_offset: base_offset,
             index,
@@ -133,7 +135,7 @@ impl Segment {
             created_ms,
         };
         if !trusted {
-            let mut repair = seg.rebuild(index_interval)?;
+            let mut repair = seg.rebuild(&file, index_interval)?;
             repair.index_rebuilt = index_rebuilt;
             return Ok((seg, repair));
         }
@@ -144,7 +146,7 @@ impl Segment {
         }
         let mut pos = seg.index.last().map(|e| e.position as u64).unwrap_or(0);
         while pos < size {
-            let h = read_header(&seg.file, pos)?;
+            let h = read_header(&file, pos)?;
             seg.next_offset = h.last_offset() + 1;
             // Batches after the last time index entry may hold a newer max timestamp.
             if h.max_timestamp > seg.max_timestamp.0 {
@@ -157,14 +159,14 @@ impl Segment {
     }
 
     /// Walks every batch, verifying it, rebuilding both indexes and truncating a bad tail.
-    fn rebuild(&mut self, index_interval: u64) -> io::Result<Repair> {
+    fn rebuild(&mut self, file: &File, index_interval: u64) -> io::Result<Repair> {
         let mut pos = 0u64;
         let mut buf = Vec::new();
         let mut repair = Repair::default();
         self.size = 0;
-        let file_len = self.file.metadata()?.len();
+        let file_len = file.metadata()?.len();
         while pos < file_len {
-            match read_verified(&self.file, pos, file_len, &mut buf) {
+            match read_verified(file, pos, file_len, &mut buf) {
                 Ok(h) => {
                     if h.base_offset < self.next_offset {
                         repair.reason = Some(format!(
@@ -187,30 +189,38 @@ impl Segment {
         }
         if pos < file_len {
             repair.bytes_dropped = file_len - pos;
-            self.file.set_len(pos)?;
-            self.file.sync_all()?;
+            file.set_len(pos)?;
+            file.sync_all()?;
         }
         Ok(repair)
     }
 
-    /// Updates indexes and bookkeeping for a batch written at `pos`.
+    /// Updates indexes and bookkeeping for a batch written at `pos`. On failure (an index
+    /// write), nothing of the batch is tracked.
     fn track(&mut self, h: &BatchHeader, pos: u64, index_interval: u64) -> io::Result<()> {
-        if h.max_timestamp > self.max_timestamp.0 {
-            self.max_timestamp = (h.max_timestamp, h.base_offset);
-        }
+        let max_timestamp = if h.max_timestamp > self.max_timestamp.0 {
+            (h.max_timestamp, h.base_offset)
+        } else {
+            self.max_timestamp
+        };
         if self.bytes_since_index >= index_interval || pos == 0 {
             self.index.append(OffsetEntry {
                 relative_offset: (h.base_offset - self.base_offset) as u32,
                 position: pos as u32,
             })?;
-            if self.time_index.last().map(|t| t.timestamp) < Some(self.max_timestamp.0) {
-                self.time_index.append(TimeEntry {
-                    timestamp: self.max_timestamp.0,
-                    relative_offset: (self.max_timestamp.1 - self.base_offset) as u32,
-                })?;
+            if self.time_index.last().map(|t| t.timestamp) < Some(max_timestamp.0) {
+                let timed = self.time_index.append(TimeEntry {
+                    timestamp: max_timestamp.0,
+                    relative_offset: (max_timestamp.1 - self.base_offset) as u32,
+                });
+                if let Err(e) = timed {
+                    self.index.undo_last();
+                    return Err(e);
+                }
             }
             self.bytes_since_index = 0;
         }
+        self.max_timestamp = max_timestamp;
         self.bytes_since_index += h.total_size() as u64;
         self.next_offset = h.last_offset() + 1;
         Ok(())
@@ -225,46 +235,73 @@ impl Segment {
     ) -> io::Result<()> {
         let parsed = BatchHeader::parse(header)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let FileRef::Open(file) = &self.file else {
+            return Err(io::Error::other("append to a sealed segment"));
+        };
+        let file = file.clone();
         let pos = self.size;
-        let written = self
-            .file
+        let written = file
             .write_all_at(header, pos)
-            .and_then(|_| self.file.write_all_at(records, pos + HEADER_LEN as u64));
+            .and_then(|_| file.write_all_at(records, pos + HEADER_LEN as u64))
+            .and_then(|_| self.track(&parsed, pos, index_interval));
         if let Err(e) = written {
-            // Leave no half-written batch behind for readers or the next append.
-            let _ = self.file.set_len(pos);
+            // Leave no half-written batch behind for readers or the next append (a full disk
+            // or a failed index write): the segment stays as it was before this batch.
+            let _ = file.set_len(pos);
             return Err(e);
         }
-        self.track(&parsed, pos, index_interval)?;
         self.size = pos + (HEADER_LEN + records.len()) as u64;
         Ok(())
     }
 
+    /// The segment is no longer written: its indexes close (their entries stay in memory) and
+    /// its data file is held by the bounded cache of open files from now on.
+    pub fn seal(&mut self) {
+        self.file = self.file.seal(&self.path);
+        self.index.close();
+        self.time_index.close();
+    }
+
+    /// The segment's data file, for syncing outside the partition's lock.
+    pub fn file_ref(&self) -> FileRef {
+        self.file.clone()
+    }
+
+    /// The whole segment, to be sliced later.
+    pub fn sealed_ref(&self) -> SealedRef {
+        SealedRef {
+            file: self.file.clone(),
+            base_offset: self.base_offset,
+            end: self.size,
+        }
+    }
+
     /// Writes the segment's data and indexes to stable storage.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()?;
+        self.file.get()?.sync_data()?;
         self.index.sync()?;
         self.time_index.sync()
     }
 
-    /// A slice for reading from the batch at or before `offset`.
-    pub fn slice_for(&self, offset: i64) -> SegmentSlice {
+    /// A slice for reading from the batch at or before `offset`. Once sealed, the segment's
+    /// file may have to be opened, which can fail (no descriptors left, say).
+    pub fn slice_for(&self, offset: i64) -> io::Result<SegmentSlice> {
         let rel = (offset.max(self.base_offset) - self.base_offset).min(u32::MAX as i64) as u32;
         let start_hint = self
             .index
             .floor_by(rel, |e| e.relative_offset)
             .map(|e| e.position as u64)
             .unwrap_or(0);
-        SegmentSlice {
-            file: self.file.clone(),
+        Ok(SegmentSlice {
+            file: self.file.get()?,
             base_offset: self.base_offset,
             start_hint,
             end: self.size,
-        }
+        })
     }
 
     /// A slice for finding the first batch with a timestamp ≥ `timestamp`.
-    pub fn slice_for_time(&self, timestamp: i64) -> SegmentSlice {
+    pub fn slice_for_time(&self, timestamp: i64) -> io::Result<SegmentSlice> {
         let rel = self
             .time_index
             .floor_by(timestamp, |e| e.timestamp)
@@ -343,6 +380,27 @@ fn read_verified(
     file.read_exact_at(buf, pos)
         .map_err(|e| format!("read failed: {e}"))?;
     batch::validate(buf).map_err(|e| e.to_string())
+}
+
+/// A sealed segment for a pass over many (compaction): its file is opened only when it is
+/// sliced, so a pass over thousands of segments holds one or two descriptors at a time.
+#[derive(Clone)]
+pub struct SealedRef {
+    file: FileRef,
+    pub base_offset: i64,
+    pub end: u64,
+}
+
+impl SealedRef {
+    /// A slice of the whole segment. Blocking: may open the file.
+    pub fn slice(&self) -> io::Result<SegmentSlice> {
+        Ok(SegmentSlice {
+            file: self.file.get()?,
+            base_offset: self.base_offset,
+            start_hint: 0,
+            end: self.end,
+        })
+    }
 }
 
 impl SegmentSlice {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dirs;
+pub mod health;
 pub mod names;
 pub mod partition;
 pub mod store;
@@ -79,6 +80,8 @@ pub struct TopicManager {
     data_dir: PathBuf,
     broker: Arc<BrokerConfig>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Whether the data directory is still usable, shared with every partition.
+    health: Arc<health::DirHealth>,
     /// Serialises create and delete so checks and writes of one do not interleave with another.
     admin: tokio::sync::Mutex<()>,
 }
@@ -98,9 +101,16 @@ impl TopicManager {
         let (records, mut report) = store::load_all(data_dir)
             .map_err(|e| format!("cannot read topic metadata in {}: {e}", data_dir.display()))?;
         let mut topics = BTreeMap::new();
+        let health = Arc::new(health::DirHealth::default());
         for record in records {
-            let topic = open_topic(data_dir, &broker, &record, Opening::Existing { clean })
-                .map_err(|e| format!("cannot open topic {}: {e}", record.name))?;
+            let topic = open_topic(
+                data_dir,
+                &broker,
+                &health,
+                &record,
+                Opening::Existing { clean },
+            )
+            .map_err(|e| format!("cannot open topic {}: {e}", record.name))?;
             topics.insert(record.name.clone(), Arc::new(topic));
         }
         let live = |topic: &str, index: i32| {
@@ -115,10 +125,16 @@ impl TopicManager {
                 data_dir: data_dir.to_path_buf(),
                 broker,
                 topics: RwLock::new(topics),
+                health,
                 admin: tokio::sync::Mutex::new(()),
             },
             report,
         ))
+    }
+
+    /// Whether the data directory went offline (a failed fsync).
+    pub fn offline(&self) -> bool {
+        self.health.is_offline()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -261,9 +277,16 @@ impl TopicManager {
         // directories without a record are removed as orphans at the next start.
         let (data_dir, broker, saved) =
             (self.data_dir.clone(), self.broker.clone(), record.clone());
+        let health = self.health.clone();
         let topic = blocking(move || {
             let mut stale = Vec::new();
-            let topic = open_topic(&data_dir, &broker, &saved, Opening::New(&mut stale));
+            let topic = open_topic(
+                &data_dir,
+                &broker,
+                &health,
+                &saved,
+                Opening::New(&mut stale),
+            );
             dirs::remove_in_background(data_dir.clone(), stale);
             let topic = topic?;
             store::save(&data_dir, &saved).map_err(|e| e.to_string())?;
@@ -440,12 +463,14 @@ impl TopicManager {
         // New logs first, then the record (the commit point): directories without a record
         // are orphans, removed at the next start.
         let (data_dir, grown) = (self.data_dir.clone(), topic.clone());
+        let health = self.health.clone();
         let added = blocking(move || {
             let mut stale = Vec::new();
             let mut added = Vec::new();
             for index in current..count {
                 match open_partition(
                     &data_dir,
+                    &health,
                     &grown.name,
                     grown.id,
                     index,
@@ -514,10 +539,15 @@ impl TopicManager {
                 };
                 if let Err(e) = written {
                     warn!(topic = %topic.name, partition = p.index, error = %e, "cannot write recovery point");
+                    if !health::DirHealth::transient(&e) {
+                        self.health
+                            .fail(&self.data_dir, "writing a recovery point", &e);
+                    }
                 }
                 // Segments rolled without an acks=all produce reach stable storage here.
                 if let Err(e) = p.sync_dir_changes() {
-                    warn!(topic = %topic.name, partition = p.index, error = %e, "cannot sync the log directory");
+                    self.health
+                        .fail(&self.data_dir, "syncing a log directory", &e);
                 }
             }
         }
@@ -559,6 +589,7 @@ enum Opening<'a> {
 fn open_topic(
     data_dir: &Path,
     broker: &BrokerConfig,
+    health: &Arc<health::DirHealth>,
     record: &TopicRecord,
     mut opening: Opening<'_>,
 ) -> Result<Topic, String> {
@@ -571,7 +602,7 @@ fn open_topic(
             Opening::New(stale) => Opening::New(stale),
         };
         partitions.push(open_partition(
-            data_dir, &name, record.id, index, &settings, how,
+            data_dir, health, &name, record.id, index, &settings, how,
         )?);
     }
     Ok(Topic {
@@ -587,6 +618,7 @@ fn open_topic(
 /// Opens one partition's log. Blocking.
 fn open_partition(
     data_dir: &Path,
+    health: &Arc<health::DirHealth>,
     topic: &Arc<str>,
     id: Uuid,
     index: i32,
@@ -601,7 +633,12 @@ fn open_partition(
         Log::open_with(&dir, settings.log_config(), now_ms(), clean).map_err(|e| e.to_string())?;
     dirs::ensure_marker(&dir, id)
         .map_err(|e| format!("cannot mark {} as this broker's: {e}", dir.display()))?;
-    Ok(Arc::new(Partition::new(topic.clone(), index, log)))
+    Ok(Arc::new(Partition::new(
+        topic.clone(),
+        index,
+        log,
+        health.clone(),
+    )))
 }
 
 /// Runs blocking file work off the async workers; its error is a storage error.

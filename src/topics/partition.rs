@@ -10,6 +10,7 @@ use tokio::sync::{watch, Notify};
 use tracing::error;
 
 use super::config::TopicSettings;
+use super::health::DirHealth;
 use super::validate::validate_records;
 use crate::log::batch::{self, BatchHeader};
 use crate::log::producers::SequenceError;
@@ -78,10 +79,11 @@ pub struct Partition {
     pub new_data: Notify,
     flushing: AtomicBool,
     flushed: watch::Sender<i64>,
+    health: Arc<DirHealth>,
 }
 
 impl Partition {
-    pub fn new(topic: Arc<str>, index: i32, log: Log) -> Partition {
+    pub fn new(topic: Arc<str>, index: i32, log: Log, health: Arc<DirHealth>) -> Partition {
         let flushed = watch::Sender::new(log.flushed_offset());
         Partition {
             topic,
@@ -91,6 +93,7 @@ impl Partition {
             new_data: Notify::new(),
             flushing: AtomicBool::new(false),
             flushed,
+            health,
         }
     }
 
@@ -117,6 +120,8 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Produced, ProduceError> {
         let header = validate_records(records, settings, now_ms)?;
+        self.check_online()
+            .map_err(|e| ProduceError::new(e, "The log directory is offline."))?;
         let log_append_time = settings.log_append_time.then_some(now_ms);
         let mut log = self.log();
         let appended = log
@@ -129,6 +134,11 @@ impl Partition {
                 ),
                 e => {
                     error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                    if let LogError::Io { path, source } = &e {
+                        if !DirHealth::transient(source) {
+                            self.health.fail(path, "a write", source);
+                        }
+                    }
                     ProduceError::new(ResponseError::KafkaStorageError, e.to_string())
                 }
             })?;
@@ -169,6 +179,7 @@ impl Partition {
             if *rx.borrow_and_update() > offset {
                 return Ok(());
             }
+            self.check_online()?;
             let job = {
                 let log = self.log();
                 if log.flushed_offset() > offset {
@@ -203,6 +214,8 @@ impl Partition {
                         }
                         Ok(Err(e)) => {
                             error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
+                            let dir = self.log().dir().to_path_buf();
+                            self.health.fail(&dir, "fsync", e);
                             false
                         }
                         Err(e) => {
@@ -226,12 +239,24 @@ impl Partition {
 
     /// A slice of the log to read from `offset`, or the out-of-range error.
     pub fn slice_from(&self, offset: i64) -> Result<(Option<SegmentSlice>, Offsets), LogError> {
+        if self.health.is_offline() {
+            return Err(LogError::Offline);
+        }
         let log = self.log();
         let offsets = Offsets {
             log_start_offset: log.log_start_offset(),
             high_watermark: log.next_offset(),
         };
         Ok((log.slice_from(offset)?, offsets))
+    }
+
+    /// KAFKA_STORAGE_ERROR once the log directory went offline.
+    pub fn check_online(&self) -> Result<(), ResponseError> {
+        if self.health.is_offline() {
+            Err(ResponseError::KafkaStorageError)
+        } else {
+            Ok(())
+        }
     }
 
     /// The offset to sync up to when the oldest unsynced data is older than `flush_ms`.
@@ -256,6 +281,9 @@ impl Partition {
     /// Makes segments created, replaced or removed since the last sync durable by syncing the
     /// log's directory, outside the partition's lock. Blocking.
     pub fn sync_dir_changes(&self) -> std::io::Result<()> {
+        if self.health.is_offline() {
+            return Err(std::io::Error::other("the log directory is offline"));
+        }
         let Some(job) = self.log().dir_sync_job() else {
             return Ok(());
         };
@@ -302,8 +330,8 @@ impl Partition {
     /// (ListOffsets by time). Blocking: reads segment files.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> std::io::Result<Option<(i64, i64)>> {
         let start = self.offsets().log_start_offset;
-        let slices = self.log().slices_for_time(timestamp);
-        for slice in slices {
+        let slice = self.log().slice_for_time(timestamp)?;
+        if let Some(slice) = slice {
             if let Some((pos, header)) = slice.find_timestamp(timestamp)? {
                 let bytes = slice.read(pos, header.total_size() as u64)?;
                 let found = records_of(&bytes, &header)
@@ -485,14 +513,15 @@ impl Partition {
         }
         let mut map = std::collections::HashMap::new();
         let mut covered = 0;
-        for (_, slice, _) in cleanable {
-            if !cleaner::add_to_map(&mut map, slice, limits.max_keys)? {
+        for (_, sealed, _) in cleanable {
+            if !cleaner::add_to_map(&mut map, &sealed.slice()?, limits.max_keys)? {
                 break;
             }
             covered += 1;
         }
         let tombstone_cutoff = now_ms.saturating_sub(settings.delete_retention_ms);
-        for (base, slice, _) in cleanable.iter().take(covered) {
+        for (base, sealed, _) in cleanable.iter().take(covered) {
+            let slice = &sealed.slice()?;
             let started = std::time::Instant::now();
             // The copy's file is made under the lock, in the directory as it is then: a topic
             // deleted meanwhile stops the pass here, never touching its old files again.
