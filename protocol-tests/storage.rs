@@ -763,3 +763,63 @@ fn a_failed_fsync_takes_the_log_directory_offline() {
     let (code, _) = produce_acks(&mut conn, "synced", "again", -1);
     assert_eq!(code, 0, "writes work after the restart");
 }
+
+/// A producer's pipelined acks=all requests on one connection share fsyncs: once a Produce
+/// request has appended and only waits for durability, the next request is read and appended
+/// too. With a disk whose syncs take 300 ms, five requests sent back to back (a Metadata
+/// request among them) are answered in order, at consecutive offsets, after at most two syncs
+/// of the partition's data rather than one each.
+#[test]
+fn pipelined_acks_all_requests_share_an_fsync() {
+    let (faults, _k, mut conn) = faulty_broker("piped");
+    // The first sync of a new partition also covers its directory; warm it up.
+    let mut acked = Vec::new();
+    produce_each(&mut conn, "piped", "warm", 0..1, -1, &mut acked);
+    std::fs::write(faults.path().join("slow-sync"), b"").unwrap();
+    let produce = |i: usize| {
+        support::client::produce_request(
+            "piped",
+            0,
+            batch(&[(None, Some(&format!("p{i}")))], Compression::None),
+        )
+        .with_acks(-1)
+    };
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        if i == 2 {
+            sent.push((
+                None,
+                conn.send(&MetadataRequest::default().with_topics(None), 12),
+            ));
+        }
+        sent.push((Some(i), conn.send(&produce(i), 9)));
+    }
+    let mut offsets = Vec::new();
+    for (produced, correlation) in sent {
+        match produced {
+            // receive() checks the correlation id: responses come in request order.
+            Some(i) => {
+                let r = conn.receive::<ProduceRequest>(correlation, 9);
+                let p = &r.responses[0].partition_responses[0];
+                assert_eq!(p.error_code, 0, "produce p{i}");
+                offsets.push(p.base_offset);
+            }
+            None => {
+                conn.receive::<MetadataRequest>(correlation, 12);
+            }
+        }
+    }
+    std::fs::remove_file(faults.path().join("slow-sync")).unwrap();
+    assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
+    let syncs = std::fs::read(faults.path().join("syncs"))
+        .map(|b| b.len())
+        .unwrap_or(0);
+    eprintln!("5 pipelined acks=all requests: {syncs} data syncs");
+    assert!(
+        (1..=2).contains(&syncs),
+        "{syncs} syncs for 5 pipelined acks=all requests"
+    );
+    let (code, read) = read_all(&mut conn, "piped", 0);
+    assert_eq!(code, 0);
+    assert_eq!(read.len(), 6);
+}
