@@ -1186,10 +1186,7 @@ KEPT_USED = set()
 
 # Cases that need a broker feature Klamm does not have yet: run against Kafka (where they must
 # pass), reported SKIPPED for Klamm with the feature named.
-PENDING = {
-    "configs-broker-dynamic": "dynamic broker configs (per broker and cluster default through "
-                              "IncrementalAlterConfigs): every broker key is read-only in Klamm",
-}
+PENDING = {}
 
 
 def main():

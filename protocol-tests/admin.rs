@@ -12,7 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use klamm::api::APIS;
-use support::client::{creatable_topic, encode_batch, record};
+use support::client::{creatable_topic, earliest_offset, encode_batch, record};
 use support::{Conn, Klamm};
 
 const TOPIC: i8 = 2;
@@ -20,6 +20,8 @@ const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
 
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -28,6 +30,7 @@ const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+const MESSAGE_TOO_LARGE: i16 = 10;
 const ELECTION_NOT_NEEDED: i16 = 84;
 const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 
@@ -315,7 +318,8 @@ fn describe_configs_every_version() {
         assert_eq!(r.error_code, UNKNOWN_TOPIC_OR_PARTITION, "v{v}");
         assert!(r.configs.is_empty());
 
-        // This broker: its static configuration, read-only.
+        // This broker: its static configuration; keys Kafka updates at run time are not
+        // read-only.
         let r = describe(&mut conn, BROKER, "1", None, v);
         assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
         let max = r
@@ -325,7 +329,7 @@ fn describe_configs_every_version() {
             .expect("message.max.bytes");
         assert_eq!(max.value.as_deref(), Some("2000000"));
         assert_eq!(max.config_source, SOURCE_STATIC_BROKER);
-        assert!(max.read_only);
+        assert!(!max.read_only);
         let partitions = r
             .configs
             .iter()
@@ -333,6 +337,7 @@ fn describe_configs_every_version() {
             .expect("num.partitions");
         assert_eq!(partitions.value.as_deref(), Some("1"));
         assert_eq!(partitions.config_source, SOURCE_DEFAULT);
+        assert!(partitions.read_only);
 
         // The cluster-wide default has no dynamic configs; other brokers do not exist.
         let r = describe(&mut conn, BROKER, "", None, v);
@@ -437,7 +442,7 @@ fn alter_configs_every_version() {
         );
         assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION, "v{v}");
 
-        // Broker configs are static: refused with a reason, unless nothing changes.
+        // A read-only broker key is refused with a reason; an empty set changes nothing.
         let (code, message) = alter(
             &mut conn,
             BROKER,
@@ -893,4 +898,541 @@ fn elect_leaders_every_version() {
         assert_eq!(resp.error_code, 0);
         assert!(resp.replica_election_results.is_empty(), "v{v}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic broker configs
+// ---------------------------------------------------------------------------------------------
+
+/// How a described config came to its value: source, then each synonym as (source, name,
+/// value).
+type Described = (Option<String>, i8, bool, Vec<(i8, String, String)>);
+
+/// The given keys of a BROKER resource ("1" or the cluster default ""), by name.
+fn broker_configs(conn: &mut Conn, resource: &str, keys: &[&str]) -> Vec<(String, Described)> {
+    let r = describe(conn, BROKER, resource, Some(keys), 4);
+    assert_eq!(
+        r.error_code, 0,
+        "describe broker {resource:?}: {:?}",
+        r.error_message
+    );
+    r.configs
+        .into_iter()
+        .map(|c| {
+            let synonyms = c
+                .synonyms
+                .iter()
+                .map(|s| {
+                    let value = s.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    (s.source, s.name.to_string(), value)
+                })
+                .collect();
+            let value = c.value.map(|v| v.to_string());
+            (
+                c.name.to_string(),
+                (value, c.config_source, c.read_only, synonyms),
+            )
+        })
+        .collect()
+}
+
+fn broker_config(conn: &mut Conn, resource: &str, key: &str) -> Described {
+    let mut all = broker_configs(conn, resource, &[key]);
+    assert_eq!(
+        all.len(),
+        1,
+        "broker {resource:?} describes {key} once: {all:?}"
+    );
+    all.remove(0).1
+}
+
+fn syn(source: i8, name: &str, value: &str) -> (i8, String, String) {
+    (source, name.to_string(), value.to_string())
+}
+
+/// Names of the keys the cluster-wide default lists.
+fn cluster_default_keys(conn: &mut Conn) -> Vec<String> {
+    let r = describe(conn, BROKER, "", None, 4);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    r.configs.iter().map(|c| c.name.to_string()).collect()
+}
+
+#[test]
+fn dynamic_broker_configs_per_broker_and_cluster_default() {
+    let k = Klamm::start(&["log.retention.hours=2"]);
+    let mut conn = Conn::connect(k.addr);
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        let set_threads = [("log.cleaner.threads", SET, Some("2"))];
+        assert_eq!(
+            incremental(&mut conn, BROKER, "1", &set_threads, false, v),
+            (0, None),
+            "v{v}"
+        );
+        let defaults = [
+            ("log.cleaner.backoff.ms", SET, Some("20000")),
+            ("log.retention.ms", SET, Some("60000")),
+        ];
+        assert_eq!(
+            incremental(&mut conn, BROKER, "", &defaults, false, v),
+            (0, None),
+            "v{v}"
+        );
+
+        // Broker 1 describes every key: the per-broker value first, then the cluster default,
+        // the static value and the default, each as a synonym (Kafka's order).
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.cleaner.threads"),
+            (
+                Some("2".into()),
+                SOURCE_DYNAMIC_BROKER,
+                false,
+                vec![
+                    syn(SOURCE_DYNAMIC_BROKER, "log.cleaner.threads", "2"),
+                    syn(SOURCE_DEFAULT, "log.cleaner.threads", "1"),
+                ]
+            ),
+            "v{v}"
+        );
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.cleaner.backoff.ms"),
+            (
+                Some("20000".into()),
+                SOURCE_DYNAMIC_DEFAULT_BROKER,
+                false,
+                vec![
+                    syn(
+                        SOURCE_DYNAMIC_DEFAULT_BROKER,
+                        "log.cleaner.backoff.ms",
+                        "20000"
+                    ),
+                    syn(SOURCE_DEFAULT, "log.cleaner.backoff.ms", "15000"),
+                ]
+            ),
+            "v{v}"
+        );
+        let retention = [("log.retention.ms", SET, Some("90000"))];
+        assert_eq!(
+            incremental(&mut conn, BROKER, "1", &retention, false, v),
+            (0, None)
+        );
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.retention.ms"),
+            (
+                Some("90000".into()),
+                SOURCE_DYNAMIC_BROKER,
+                false,
+                vec![
+                    syn(SOURCE_DYNAMIC_BROKER, "log.retention.ms", "90000"),
+                    syn(SOURCE_DYNAMIC_DEFAULT_BROKER, "log.retention.ms", "60000"),
+                    syn(SOURCE_STATIC_BROKER, "log.retention.hours", "2"),
+                    syn(SOURCE_DEFAULT, "log.retention.hours", "168"),
+                ]
+            ),
+            "v{v}"
+        );
+        let (_, _, read_only, _) = broker_config(&mut conn, "1", "num.partitions");
+        assert!(read_only, "v{v}: num.partitions is read-only");
+
+        // The cluster-wide default lists only what is set there, with its own synonyms only.
+        assert_eq!(
+            cluster_default_keys(&mut conn),
+            ["log.cleaner.backoff.ms", "log.retention.ms"],
+            "v{v}"
+        );
+        assert_eq!(
+            broker_config(&mut conn, "", "log.retention.ms"),
+            (
+                Some("60000".into()),
+                SOURCE_DYNAMIC_DEFAULT_BROKER,
+                false,
+                vec![syn(
+                    SOURCE_DYNAMIC_DEFAULT_BROKER,
+                    "log.retention.ms",
+                    "60000"
+                )]
+            ),
+            "v{v}"
+        );
+
+        // Deleting the per-broker values uncovers the cluster default again, then the
+        // static value.
+        let delete = [
+            ("log.cleaner.threads", DELETE, None),
+            ("log.retention.ms", DELETE, None),
+        ];
+        assert_eq!(
+            incremental(&mut conn, BROKER, "1", &delete, false, v),
+            (0, None)
+        );
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.retention.ms")
+                .0
+                .as_deref(),
+            Some("60000")
+        );
+        let delete = [
+            ("log.cleaner.backoff.ms", DELETE, None),
+            ("log.retention.ms", DELETE, None),
+        ];
+        assert_eq!(
+            incremental(&mut conn, BROKER, "", &delete, false, v),
+            (0, None)
+        );
+        let (value, source, _, _) = broker_config(&mut conn, "1", "log.retention.ms");
+        assert_eq!((value, source), (None, SOURCE_DEFAULT), "v{v}");
+        assert!(cluster_default_keys(&mut conn).is_empty(), "v{v}");
+    }
+
+    // APPEND and SUBTRACT on the one list key, from Kafka's default when nothing is set.
+    let append = [("log.cleanup.policy", APPEND, Some("compact"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &append, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        broker_config(&mut conn, "", "log.cleanup.policy")
+            .0
+            .as_deref(),
+        Some("delete,compact")
+    );
+    let subtract = [("log.cleanup.policy", SUBTRACT, Some("delete"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &subtract, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        broker_config(&mut conn, "1", "log.cleanup.policy")
+            .0
+            .as_deref(),
+        Some("compact")
+    );
+
+    // AlterConfigs replaces all of a resource's values.
+    for v in versions(ApiKey::AlterConfigs) {
+        let wanted = [
+            ("log.retention.ms", Some("30000")),
+            ("log.cleaner.backoff.ms", Some("16000")),
+        ];
+        assert_eq!(alter(&mut conn, BROKER, "", &wanted, false, v), (0, None));
+        assert_eq!(
+            cluster_default_keys(&mut conn),
+            ["log.cleaner.backoff.ms", "log.retention.ms"],
+            "v{v}: log.cleanup.policy replaced away"
+        );
+        let wanted = [("log.cleaner.threads", Some("2"))];
+        assert_eq!(alter(&mut conn, BROKER, "1", &wanted, false, v), (0, None));
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.cleaner.threads").1,
+            SOURCE_DYNAMIC_BROKER
+        );
+        assert_eq!(alter(&mut conn, BROKER, "1", &[], false, v), (0, None));
+        assert_eq!(alter(&mut conn, BROKER, "", &[], false, v), (0, None));
+        assert!(cluster_default_keys(&mut conn).is_empty(), "v{v}");
+        assert_eq!(
+            broker_config(&mut conn, "1", "log.cleaner.threads").1,
+            SOURCE_DEFAULT
+        );
+    }
+}
+
+#[test]
+fn dynamic_broker_configs_refused_or_validate_only_change_nothing() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    let set = [("log.retention.ms", SET, Some("60000"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &set, false, 1),
+        (0, None)
+    );
+    let before = (
+        broker_configs(&mut conn, "1", &[]),
+        broker_configs(&mut conn, "", &[]),
+    );
+
+    let refused: Vec<(&str, &str, Vec<Op>, i16, &str)> = vec![
+        // Read-only keys, including the lower-precedence spellings of dynamic ones.
+        (
+            "read-only keys",
+            "1",
+            vec![
+                ("num.partitions", SET, Some("3")),
+                ("log.retention.hours", SET, Some("1")),
+            ],
+            INVALID_REQUEST,
+            "Cannot update these configs dynamically: [log.retention.hours, num.partitions]",
+        ),
+        (
+            "a read-only list key",
+            "",
+            vec![("log.dirs", APPEND, Some("/elsewhere"))],
+            INVALID_REQUEST,
+            "Cannot update these configs dynamically: [log.dirs]",
+        ),
+        // Values are checked as static ones are: type and range.
+        (
+            "out of range",
+            "",
+            vec![("message.max.bytes", SET, Some("-5"))],
+            INVALID_REQUEST,
+            "Invalid value -5 for configuration message.max.bytes",
+        ),
+        (
+            "not a number",
+            "1",
+            vec![("log.cleaner.backoff.ms", SET, Some("soon"))],
+            INVALID_REQUEST,
+            "Invalid value soon for configuration log.cleaner.backoff.ms",
+        ),
+        (
+            "not a choice",
+            "1",
+            vec![("log.message.timestamp.type", SET, Some("Whenever"))],
+            INVALID_REQUEST,
+            "log.message.timestamp.type",
+        ),
+        (
+            "cleaner threads more than doubled",
+            "",
+            vec![("log.cleaner.threads", SET, Some("3"))],
+            INVALID_REQUEST,
+            "more than double the current value 1",
+        ),
+        (
+            "unknown key",
+            "1",
+            vec![("no.such.config", SET, Some("1"))],
+            INVALID_CONFIG,
+            "Unknown config name: no.such.config",
+        ),
+        (
+            "append to a non-list",
+            "1",
+            vec![("log.retention.ms", APPEND, Some("5"))],
+            INVALID_CONFIG,
+            "Config value append is not allowed for config key: log.retention.ms",
+        ),
+        (
+            "another broker",
+            "2",
+            vec![("log.retention.ms", SET, Some("5"))],
+            INVALID_REQUEST,
+            "Unexpected broker id, expected 1, but received 2",
+        ),
+        (
+            "a broker name that is no id",
+            "one",
+            vec![("log.retention.ms", SET, Some("5"))],
+            INVALID_REQUEST,
+            "Node id must be an integer, but it is: one",
+        ),
+        (
+            // One bad key refuses the whole resource.
+            "a good key with a bad one",
+            "1",
+            vec![
+                ("log.cleaner.backoff.ms", SET, Some("100")),
+                ("message.max.bytes", SET, Some("x")),
+            ],
+            INVALID_REQUEST,
+            "message.max.bytes",
+        ),
+    ];
+    for (case, resource, ops, code, message) in refused {
+        let (got, text) = incremental(&mut conn, BROKER, resource, &ops, false, 1);
+        assert_eq!(got, code, "{case}: {text:?}");
+        let text = text.unwrap_or_default();
+        assert!(text.contains(message), "{case}: {text}");
+    }
+    let (code, text) = alter(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("log.retention.ms", None)],
+        false,
+        2,
+    );
+    assert_eq!(code, INVALID_REQUEST, "{text:?}");
+
+    // validate_only: a valid change is accepted and not made.
+    let change = [
+        ("log.retention.ms", DELETE, None),
+        ("log.cleaner.backoff.ms", SET, Some("100")),
+    ];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &change, true, 1),
+        (0, None)
+    );
+    assert_eq!(
+        alter(
+            &mut conn,
+            BROKER,
+            "1",
+            &[("log.segment.bytes", Some("5000"))],
+            true,
+            2
+        ),
+        (0, None)
+    );
+    let after = (
+        broker_configs(&mut conn, "1", &[]),
+        broker_configs(&mut conn, "", &[]),
+    );
+    assert_eq!(
+        before, after,
+        "refused and validate-only changes left configs as they were"
+    );
+}
+
+#[test]
+fn dynamic_broker_configs_survive_restart() {
+    let mut k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "plain", 1, &[]);
+    let per_broker = [("log.cleaner.threads", SET, Some("2"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "1", &per_broker, false, 1),
+        (0, None)
+    );
+    let default = [("message.max.bytes", SET, Some("5000"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &default, false, 1),
+        (0, None)
+    );
+
+    k.restart();
+    let mut conn = Conn::connect(k.addr);
+    let (threads, source, _, _) = broker_config(&mut conn, "1", "log.cleaner.threads");
+    assert_eq!(
+        (threads.as_deref(), source),
+        (Some("2"), SOURCE_DYNAMIC_BROKER)
+    );
+    assert_eq!(cluster_default_keys(&mut conn), ["message.max.bytes"]);
+    // Topics are resolved against the dynamic defaults from the start.
+    assert_eq!(
+        value(&mut conn, "plain", "max.message.bytes"),
+        ("5000".into(), SOURCE_DYNAMIC_DEFAULT_BROKER)
+    );
+
+    // A kill (no clean shutdown) loses nothing either: the file is written before the change
+    // is answered.
+    let delete = [("log.cleaner.threads", DELETE, None)];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "1", &delete, false, 1),
+        (0, None)
+    );
+    k.kill();
+    k.start_again();
+    let mut conn = Conn::connect(k.addr);
+    assert_eq!(
+        broker_config(&mut conn, "1", "log.cleaner.threads").1,
+        SOURCE_DEFAULT
+    );
+    assert_eq!(cluster_default_keys(&mut conn), ["message.max.bytes"]);
+}
+
+/// One record with the broker's current time (so retention measures its age from now).
+fn fresh_record(size: usize) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    encode_batch(
+        &[record(0, now, None, Some(Bytes::from("x".repeat(size))))],
+        Compression::None,
+    )
+}
+
+#[test]
+fn topics_without_an_override_take_dynamic_defaults() {
+    let k = Klamm::start(&["log.retention.check.interval.ms=200"]);
+    let mut conn = Conn::connect(k.addr);
+    create(&mut conn, "plain", 1, &[]);
+    create(
+        &mut conn,
+        "own",
+        1,
+        &[("max.message.bytes", "100000"), ("retention.ms", "3600000")],
+    );
+    for topic in ["plain", "own"] {
+        let (code, _) = support::client::produce(&mut conn, topic, 0, fresh_record(400));
+        assert_eq!(code, 0, "{topic}");
+    }
+
+    // A dynamic default of the topic key's broker synonym: described, and enforced on produce.
+    let default = [("message.max.bytes", SET, Some("200"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &default, false, 1),
+        (0, None)
+    );
+    let c = config(&mut conn, "plain", "max.message.bytes");
+    assert_eq!(c.value.as_deref(), Some("200"));
+    assert_eq!(c.config_source, SOURCE_DYNAMIC_DEFAULT_BROKER);
+    let synonyms: Vec<(i8, String)> = c
+        .synonyms
+        .iter()
+        .map(|s| (s.source, s.name.to_string()))
+        .collect();
+    assert_eq!(
+        synonyms,
+        [
+            (
+                SOURCE_DYNAMIC_DEFAULT_BROKER,
+                "message.max.bytes".to_string()
+            ),
+            (SOURCE_DEFAULT, "message.max.bytes".to_string()),
+        ]
+    );
+    let (code, _) = support::client::produce(&mut conn, "plain", 0, fresh_record(400));
+    assert_eq!(code, MESSAGE_TOO_LARGE, "plain follows the dynamic default");
+    let (code, _) = support::client::produce(&mut conn, "own", 0, fresh_record(400));
+    assert_eq!(code, 0, "own keeps its override");
+    // A topic created afterwards takes it too.
+    create(&mut conn, "later", 1, &[]);
+    assert_eq!(value(&mut conn, "later", "max.message.bytes").0, "200");
+
+    // A per-broker value wins over the cluster default, and its removal uncovers it.
+    let per_broker = [("message.max.bytes", SET, Some("300000"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "1", &per_broker, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        value(&mut conn, "plain", "max.message.bytes"),
+        ("300000".into(), SOURCE_DYNAMIC_BROKER)
+    );
+    let (code, _) = support::client::produce(&mut conn, "plain", 0, fresh_record(400));
+    assert_eq!(code, 0);
+    let delete = [("message.max.bytes", DELETE, None)];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "1", &delete, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &delete, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        value(&mut conn, "plain", "max.message.bytes"),
+        ("1048588".into(), SOURCE_DEFAULT)
+    );
+
+    // A dynamic retention default reaches the logs: plain loses its records, own keeps them.
+    let retention = [("log.retention.ms", SET, Some("1000"))];
+    assert_eq!(
+        incremental(&mut conn, BROKER, "", &retention, false, 1),
+        (0, None)
+    );
+    assert_eq!(
+        value(&mut conn, "plain", "retention.ms"),
+        ("1000".into(), SOURCE_DYNAMIC_DEFAULT_BROKER)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while earliest_offset(&mut conn, "plain", 0) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plain's records outlived the dynamic log.retention.ms"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(earliest_offset(&mut conn, "own", 0), 0);
 }

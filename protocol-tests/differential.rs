@@ -1208,30 +1208,6 @@ fn configs(run: &mut Run) {
     run.compare_with("broker, all", 4, move |_| req.clone(), without_process_keys);
 
     // IncrementalAlterConfigs
-    let inc = |resources: Vec<IncResourceSpec>, validate_only: bool| {
-        IncrementalAlterConfigsRequest::default()
-            .with_validate_only(validate_only)
-            .with_resources(
-                resources
-                    .into_iter()
-                    .map(|(t, n, cs)| {
-                        IncResource::default()
-                            .with_resource_type(t)
-                            .with_resource_name(s(n))
-                            .with_configs(
-                                cs.into_iter()
-                                    .map(|(k, op, v)| {
-                                        IncConfig::default()
-                                            .with_name(s(k))
-                                            .with_config_operation(op)
-                                            .with_value(v.map(s))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            )
-    };
     let inc_cases: Vec<(&str, Vec<IncResourceSpec>, bool)> = vec![
         (
             "unknown topic",
@@ -1385,7 +1361,7 @@ fn configs(run: &mut Run) {
         ),
     ];
     for (case, resources, validate_only) in inc_cases {
-        run.same(case, 1, inc(resources, validate_only));
+        run.same(case, 1, inc_request(resources, validate_only));
     }
     run.same(
         "after incremental changes",
@@ -1394,27 +1370,6 @@ fn configs(run: &mut Run) {
     );
 
     // AlterConfigs (replaces a resource's whole set of overrides)
-    let alter = |resources: Vec<AlterResourceSpec>, validate_only: bool| {
-        AlterConfigsRequest::default()
-            .with_validate_only(validate_only)
-            .with_resources(
-                resources
-                    .into_iter()
-                    .map(|(t, n, cs)| {
-                        AlterResource::default()
-                            .with_resource_type(t)
-                            .with_resource_name(s(n))
-                            .with_configs(
-                                cs.into_iter()
-                                    .map(|(k, v)| {
-                                        AlterConfig::default().with_name(s(k)).with_value(v.map(s))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            )
-    };
     let alter_cases: Vec<(&str, Vec<AlterResourceSpec>, bool)> = vec![
         (
             "unknown topic",
@@ -1492,13 +1447,251 @@ fn configs(run: &mut Run) {
         ),
     ];
     for (case, resources, validate_only) in alter_cases {
-        run.same(case, 2, alter(resources, validate_only));
+        run.same(case, 2, alter_request(resources, validate_only));
     }
     run.same(
         "after replacing",
         4,
         describe_configs_request(&[(TOPIC, "cfg-alter", None)]),
     );
+    dynamic_broker_configs(run);
+}
+
+fn inc_request(
+    resources: Vec<IncResourceSpec>,
+    validate_only: bool,
+) -> IncrementalAlterConfigsRequest {
+    IncrementalAlterConfigsRequest::default()
+        .with_validate_only(validate_only)
+        .with_resources(
+            resources
+                .into_iter()
+                .map(|(t, n, cs)| {
+                    IncResource::default()
+                        .with_resource_type(t)
+                        .with_resource_name(s(n))
+                        .with_configs(
+                            cs.into_iter()
+                                .map(|(k, op, v)| {
+                                    IncConfig::default()
+                                        .with_name(s(k))
+                                        .with_config_operation(op)
+                                        .with_value(v.map(s))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
+fn alter_request(resources: Vec<AlterResourceSpec>, validate_only: bool) -> AlterConfigsRequest {
+    AlterConfigsRequest::default()
+        .with_validate_only(validate_only)
+        .with_resources(
+            resources
+                .into_iter()
+                .map(|(t, n, cs)| {
+                    AlterResource::default()
+                        .with_resource_type(t)
+                        .with_resource_name(s(n))
+                        .with_configs(
+                            cs.into_iter()
+                                .map(|(k, v)| {
+                                    AlterConfig::default().with_name(s(k)).with_value(v.map(s))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
+/// Broker keys the dynamic cases set, described by name.
+const DYNAMIC_KEYS: &[&str] = &[
+    "log.cleaner.threads",
+    "log.cleaner.backoff.ms",
+    "log.retention.ms",
+    "log.retention.hours",
+    "message.max.bytes",
+    "log.cleanup.policy",
+];
+
+/// Dynamic broker configs: set for the broker and as the cluster default, described on both
+/// and on a topic that takes them as defaults, then removed again (later cases expect the
+/// static defaults).
+fn dynamic_broker_configs(run: &mut Run) {
+    let changes: Vec<(&str, Vec<IncResourceSpec>, bool)> = vec![
+        (
+            "broker, set dynamic keys",
+            vec![(
+                BROKER,
+                "1",
+                vec![
+                    ("log.cleaner.threads", SET, Some("2")),
+                    ("log.retention.ms", SET, Some("7200000")),
+                ],
+            )],
+            false,
+        ),
+        (
+            "cluster default, set dynamic keys",
+            vec![(
+                BROKER,
+                "",
+                vec![
+                    ("log.cleaner.backoff.ms", SET, Some("20000")),
+                    ("log.retention.ms", SET, Some("3600000")),
+                    ("message.max.bytes", SET, Some("2000000")),
+                ],
+            )],
+            false,
+        ),
+        (
+            "broker, append to a list key",
+            vec![(
+                BROKER,
+                "1",
+                vec![("log.cleanup.policy", APPEND, Some("compact"))],
+            )],
+            true,
+        ),
+        (
+            "cluster default, subtract from a list key",
+            vec![(
+                BROKER,
+                "",
+                vec![("log.cleanup.policy", SUBTRACT, Some("delete"))],
+            )],
+            true,
+        ),
+        (
+            "broker, append to a non-list key",
+            vec![(BROKER, "1", vec![("log.retention.ms", APPEND, Some("5"))])],
+            true,
+        ),
+        (
+            "broker, append to an unknown key",
+            vec![(BROKER, "1", vec![("no.such.config", APPEND, Some("5"))])],
+            true,
+        ),
+        (
+            "broker, value out of range",
+            vec![(BROKER, "1", vec![("message.max.bytes", SET, Some("-5"))])],
+            true,
+        ),
+        (
+            "cluster default, not a number",
+            vec![(
+                BROKER,
+                "",
+                vec![("log.cleaner.backoff.ms", SET, Some("soon"))],
+            )],
+            true,
+        ),
+        (
+            "broker, a read-only spelling of a dynamic key",
+            vec![(BROKER, "1", vec![("log.retention.hours", SET, Some("5"))])],
+            true,
+        ),
+        (
+            "broker, delete a key that is not set",
+            vec![(BROKER, "1", vec![("log.flush.interval.ms", DELETE, None)])],
+            false,
+        ),
+        (
+            "broker id not a number",
+            vec![(BROKER, "one", vec![("log.retention.ms", SET, Some("1"))])],
+            true,
+        ),
+    ];
+    for (case, resources, validate_only) in changes {
+        run.same(case, 1, inc_request(resources, validate_only));
+    }
+    // Kafka applies a committed change when its broker replays the metadata record, a moment
+    // after it answers.
+    std::thread::sleep(Duration::from_millis(300));
+    let described: Vec<(&str, Vec<Resource>)> = vec![
+        (
+            "dynamic broker keys",
+            vec![(BROKER, "1", Some(DYNAMIC_KEYS))],
+        ),
+        ("dynamic cluster defaults", vec![(BROKER, "", None)]),
+        (
+            "topic under dynamic defaults",
+            vec![(
+                TOPIC,
+                "cfg-plain",
+                Some(&["retention.ms", "max.message.bytes", "cleanup.policy"]),
+            )],
+        ),
+    ];
+    for (case, resources) in &described {
+        run.same(case, 4, describe_configs_request(resources));
+    }
+    let removals: Vec<(&str, Vec<IncResourceSpec>)> = vec![
+        (
+            "broker, delete dynamic keys",
+            vec![(
+                BROKER,
+                "1",
+                vec![
+                    ("log.cleaner.threads", DELETE, None),
+                    ("log.retention.ms", DELETE, None),
+                ],
+            )],
+        ),
+        (
+            "cluster default, delete dynamic keys",
+            vec![(
+                BROKER,
+                "",
+                vec![
+                    ("log.cleaner.backoff.ms", DELETE, None),
+                    ("log.retention.ms", DELETE, None),
+                    ("message.max.bytes", DELETE, None),
+                ],
+            )],
+        ),
+    ];
+    for (case, resources) in removals {
+        run.same(case, 1, inc_request(resources, false));
+    }
+    // AlterConfigs replaces all of a resource's values. (Not tried on the cluster default:
+    // Kafka keeps its formatted min.insync.replicas there and refuses to drop it.)
+    let replacements: Vec<(&str, Vec<AlterResourceSpec>)> = vec![
+        (
+            "broker, replace",
+            vec![(
+                BROKER,
+                "1",
+                vec![
+                    ("log.retention.ms", Some("1800000")),
+                    ("log.cleaner.backoff.ms", Some("16000")),
+                ],
+            )],
+        ),
+        (
+            "broker, null value",
+            vec![(BROKER, "1", vec![("log.retention.ms", None)])],
+        ),
+    ];
+    for (case, resources) in replacements {
+        run.same(case, 2, alter_request(resources, false));
+    }
+    let both: &[Resource] = &[
+        (BROKER, "1", Some(DYNAMIC_KEYS)),
+        (BROKER, "", Some(DYNAMIC_KEYS)),
+    ];
+    std::thread::sleep(Duration::from_millis(300));
+    run.same("broker after replacing", 4, describe_configs_request(both));
+    run.same(
+        "broker, clear",
+        2,
+        alter_request(vec![(BROKER, "1", vec![])], false),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    run.same("broker after clearing", 4, describe_configs_request(both));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 //! The broker as a library type: start it on a configuration, learn its bound addresses, shut
 //! it down. `main.rs` only parses arguments and runs one; tests embed one the same way.
 
+mod cleaner;
+
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::config::dynamic::{DynamicError, Level};
+use crate::config::live::LiveConfig;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
@@ -44,7 +49,7 @@ pub enum StartError {
 
 /// State shared by every connection and handler.
 pub struct Shared {
-    config: Arc<BrokerConfig>,
+    config: Arc<LiveConfig>,
     cluster_id: String,
     topics: TopicManager,
     groups: GroupCoordinator,
@@ -55,11 +60,28 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn config(&self) -> &BrokerConfig {
-        &self.config
+    /// The configuration in force (dynamic broker configs included); it may be replaced at any
+    /// time, so long-running tasks ask again rather than keep it.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.config.current()
     }
     pub fn node_id(&self) -> i32 {
-        self.config.node_id()
+        self.config.current().node_id()
+    }
+    /// Changes the dynamic broker configs at `level` (see [`LiveConfig::alter`]); topics
+    /// without overrides of their own take new defaults at once.
+    pub async fn alter_broker_configs(
+        &self,
+        level: Level,
+        validate_only: bool,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, DynamicError>,
+    ) -> Result<(), DynamicError> {
+        let Some(config) = self.config.alter(level, validate_only, change).await? else {
+            return Ok(());
+        };
+        info!(level = ?level, configs = ?config.dynamic().at(level), "altered dynamic broker configs");
+        self.topics.reconfigure().await;
+        Ok(())
     }
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
@@ -98,13 +120,22 @@ impl Broker {
     /// Opens the data directory (locking it), loads topics and binds every listener.
     pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
         let started = Instant::now();
-        let config = Arc::new(config);
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
             path: data_dir.clone(),
             source,
         })?;
         let lock = lock_data_dir(&data_dir)?;
+        let (live, dropped) =
+            LiveConfig::open(config, &data_dir).map_err(|e| StartError::Meta {
+                path: data_dir.join(crate::config::live::FILE),
+                reason: e.to_string(),
+            })?;
+        for line in dropped {
+            warn!("{line}");
+        }
+        let live = Arc::new(live);
+        let config = live.current();
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
         // The marker says the last stop was clean: logs are trusted without verification. It
         // is removed before anything is served, so a crash from now on is noticed next time.
@@ -124,7 +155,7 @@ impl Broker {
             open_segments, "sealed segments keep at most this many files open"
         );
         let (topics, report) =
-            TopicManager::open(&data_dir, config.clone(), clean).map_err(StartError::Topics)?;
+            TopicManager::open(&data_dir, live.clone(), clean).map_err(StartError::Topics)?;
         for line in report {
             warn!("{line}");
         }
@@ -144,7 +175,7 @@ impl Broker {
         let groups = GroupCoordinator::new(&config);
         groups.load(&topics).await.map_err(StartError::Topics)?;
         let shared = Arc::new(Shared {
-            config: config.clone(),
+            config: live,
             cluster_id,
             topics,
             groups,
@@ -154,7 +185,7 @@ impl Broker {
         });
         let ticker = tokio::spawn(group_ticker(shared.clone(), stop.subscribe()));
         let maintenance = tokio::spawn(log_maintenance(shared.clone(), stop.subscribe()));
-        let cleaner = tokio::spawn(log_cleaner(shared.clone(), stop.subscribe()));
+        let cleaner = tokio::spawn(cleaner::run(shared.clone(), stop.subscribe()));
         let max_connections = config
             .int("max.connections")
             .clamp(1, Semaphore::MAX_PERMITS as i64) as u32;
@@ -270,11 +301,10 @@ const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 /// `log.retention.check.interval.ms`, and recovery points (with idle producers' expiry) every
 /// `log.flush.offset.checkpoint.interval.ms`.
 async fn log_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let config = shared.config.clone();
+    let config = shared.config();
     let every = |k: &str| Duration::from_millis(config.int(k).max(1) as u64);
     let retention_every = every("log.retention.check.interval.ms");
     let checkpoint_every = every("log.flush.offset.checkpoint.interval.ms");
-    let producer_expiry = config.int("producer.id.expiration.ms");
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_retention, mut last_checkpoint) = (Instant::now(), Instant::now());
@@ -299,62 +329,10 @@ async fn log_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
             let s = shared.clone();
+            // Dynamic: read at each checkpoint.
+            let producer_expiry = shared.config().int("producer.id.expiration.ms");
             let cutoff = crate::clock::now_ms() - producer_expiry;
             let _ = tokio::task::spawn_blocking(move || s.topics.checkpoint(cutoff)).await;
-        }
-    }
-}
-
-/// Compacts the partitions of compacted topics, one at a time, every `log.cleaner.backoff.ms`.
-async fn log_cleaner(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let config = shared.config.clone();
-    if !config.bool("log.cleaner.enable") {
-        return;
-    }
-    let backoff = Duration::from_millis(config.int("log.cleaner.backoff.ms").max(10) as u64);
-    let limits = crate::topics::partition::CleanerLimits {
-        max_keys: (config.int("log.cleaner.dedupe.buffer.size") as usize
-            / crate::log::cleaner::BYTES_PER_ENTRY)
-            .max(1),
-        io_bytes_per_sec: config
-            .double("log.cleaner.io.max.bytes.per.second")
-            .max(1.0),
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
-        }
-        if shared.topics.offline() {
-            continue;
-        }
-        for topic in shared.topics.list() {
-            if !topic.settings.compact {
-                continue;
-            }
-            for p in &topic.partitions {
-                if *stop.borrow() {
-                    return;
-                }
-                let (p, settings) = (p.clone(), topic.settings.clone());
-                let done = tokio::task::spawn_blocking(move || {
-                    p.compact(&settings, limits, crate::clock::now_ms())
-                })
-                .await;
-                match done {
-                    Ok(Ok(c)) if c.records_removed > 0 => info!(
-                        topic = %topic.name,
-                        removed = c.records_removed,
-                        kept = c.records_kept,
-                        bytes_before = c.bytes_before,
-                        bytes_after = c.bytes_after,
-                        "compacted"
-                    ),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => warn!(topic = %topic.name, error = %e, "compaction failed"),
-                    Err(e) => warn!(topic = %topic.name, error = %e, "compaction task failed"),
-                }
-            }
         }
     }
 }

@@ -202,3 +202,19 @@ impl Klamm {
             .unwrap_or(0)
     }
 }
+
+/// The earliest offset (ListOffsets v7, timestamp -2) of a partition: its log start.
+pub fn earliest_offset(conn: &mut Conn, topic: &str, partition: i32) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = kafka_protocol::messages::ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-2)])]);
+    let resp = conn.call(&req, 7);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "list offsets of {topic}-{partition}");
+    p.offset
+}

@@ -1,5 +1,6 @@
-//! AlterConfigs (the legacy form): each topic resource's config set replaces all of its
-//! overrides, as in Kafka. Broker configs are static here, so only an empty change succeeds.
+//! AlterConfigs (the legacy form): each resource's config set replaces all of its values, as in
+//! Kafka: a topic's overrides, or the dynamic broker configs of this broker or of the
+//! cluster-wide default.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,8 +9,11 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::configs::{broker_resource, unsupported_resource, RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::configs::{
+    alter_level, dynamic_failure, unsupported_resource, RESOURCE_BROKER, RESOURCE_TOPIC,
+};
 use super::RequestContext;
+use crate::config::dynamic::DynamicError;
 use crate::topics::names;
 
 pub type Failure = (ResponseError, String);
@@ -57,8 +61,27 @@ pub async fn handle(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> Alter
                     }
                 }
                 RESOURCE_BROKER => {
-                    let keys: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
-                    alter_broker(ctx, name, &keys)
+                    let nulls: Vec<&str> = r
+                        .configs
+                        .iter()
+                        .filter(|c| c.value.is_none())
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    if nulls.is_empty() {
+                        let wanted: BTreeMap<String, String> = r
+                            .configs
+                            .iter()
+                            .filter_map(|c| {
+                                Some((c.name.to_string(), c.value.as_ref()?.to_string()))
+                            })
+                            .collect();
+                        alter_broker(ctx, name, req.validate_only, move |_| Ok(wanted)).await
+                    } else {
+                        Err((
+                            ResponseError::InvalidRequest,
+                            format!("Null value not supported for : {}", nulls.join(", ")),
+                        ))
+                    }
                 }
                 other => Err(unsupported_resource(other)),
             }
@@ -121,21 +144,19 @@ pub async fn alter_topic(
         .map_err(|e| (e.code, e.message))
 }
 
-/// A change to this broker's configuration: refused unless it changes nothing, since the
-/// broker reads its configuration only at start-up. Every broker key is read-only here, and
-/// Kafka refuses a change to a read-only key with INVALID_REQUEST.
-pub fn alter_broker(ctx: &RequestContext<'_>, name: &str, keys: &[&str]) -> Result<(), Failure> {
-    broker_resource(name, ctx.shared.config())?;
-    if keys.is_empty() {
-        return Ok(());
-    }
-    Err((
-        ResponseError::InvalidRequest,
-        format!(
-            "Cannot update these configs dynamically: {}. Broker configs are read at start-up; change them in the config file or with --override and restart.",
-            keys.join(", ")
-        ),
-    ))
+/// Changes the dynamic broker configs named by a BROKER resource (this node's id, or the empty
+/// name for the cluster-wide default): `change` maps the values set there to the wanted ones.
+pub async fn alter_broker(
+    ctx: &RequestContext<'_>,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, DynamicError>,
+) -> Result<(), Failure> {
+    let level = alter_level(name, &ctx.shared.config())?;
+    ctx.shared
+        .alter_broker_configs(level, validate_only, change)
+        .await
+        .map_err(dynamic_failure)
 }
 
 fn response(

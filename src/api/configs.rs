@@ -4,6 +4,7 @@
 use kafka_protocol::ResponseError;
 
 use crate::config::defs::Kind;
+use crate::config::dynamic::{DynamicError, Level};
 use crate::config::BrokerConfig;
 use crate::topics::config::broker_synonym;
 
@@ -14,6 +15,8 @@ pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 
 /// DescribeConfigs config sources.
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
@@ -104,6 +107,40 @@ pub fn broker_resource(name: &str, broker: &BrokerConfig) -> Result<bool, (Respo
     }
 }
 
+/// Which dynamic level an alteration of a BROKER resource names: this node's id or the empty
+/// name (the cluster-wide default). Kafka's alter path words its errors differently from
+/// DescribeConfigs'.
+pub fn alter_level(name: &str, broker: &BrokerConfig) -> Result<Level, (ResponseError, String)> {
+    if name.is_empty() {
+        return Ok(Level::ClusterDefault);
+    }
+    let node = broker.node_id();
+    match name.parse::<i32>() {
+        Ok(id) if id == node => Ok(Level::Broker),
+        Ok(_) => Err((
+            ResponseError::InvalidRequest,
+            format!("Unexpected broker id, expected {node}, but received {name}"),
+        )),
+        Err(_) => Err((
+            ResponseError::InvalidRequest,
+            format!("Node id must be an integer, but it is: {name}"),
+        )),
+    }
+}
+
+/// Kafka's error code for a refused change of dynamic broker configs.
+pub fn dynamic_failure(e: DynamicError) -> (ResponseError, String) {
+    let code = match &e {
+        DynamicError::UnknownKey(_) | DynamicError::NotAList { .. } => ResponseError::InvalidConfig,
+        DynamicError::Storage(_) => ResponseError::KafkaStorageError,
+        // Kafka wraps every other configuration error in INVALID_REQUEST.
+        DynamicError::ReadOnly(_)
+        | DynamicError::InvalidValue { .. }
+        | DynamicError::Reconfiguration(_) => ResponseError::InvalidRequest,
+    };
+    (code, e.to_string())
+}
+
 /// The error for a resource type these APIs do not handle.
 pub fn unsupported_resource(resource_type: i8) -> (ResponseError, String) {
     match resource_type {
@@ -154,5 +191,11 @@ mod tests {
         assert_eq!(broker_resource("1", &broker), Ok(true));
         assert!(broker_resource("2", &broker).is_err());
         assert!(broker_resource("x", &broker).is_err());
+        assert_eq!(alter_level("", &broker), Ok(Level::ClusterDefault));
+        assert_eq!(alter_level("1", &broker), Ok(Level::Broker));
+        let (code, message) = alter_level("2", &broker).unwrap_err();
+        assert_eq!(code, ResponseError::InvalidRequest);
+        assert_eq!(message, "Unexpected broker id, expected 1, but received 2");
+        assert!(alter_level("x", &broker).is_err());
     }
 }

@@ -9,16 +9,15 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::configs::topic_synonyms;
+// CreateTopics v5+ reports each config's source as DescribeConfigs does.
+use super::configs::{
+    topic_synonyms, SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT_BROKER,
+    SOURCE_DYNAMIC_TOPIC as SOURCE_TOPIC, SOURCE_STATIC_BROKER,
+};
 use super::RequestContext;
 use crate::topics::config::{effective, TOPIC_DEFS};
 use crate::topics::NewTopic;
 use uuid::Uuid;
-
-/// DescribeConfigs sources, as CreateTopics v5+ reports them.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -110,13 +109,19 @@ fn created(
     let configs = TOPIC_DEFS
         .iter()
         .map(|def| {
-            let value = effective(def.name, overrides, broker).map(|v| v.render());
+            let value = effective(def.name, overrides, &broker).map(|v| v.render());
+            let synonyms = topic_synonyms(def.name);
+            let set_in = |values: &BTreeMap<String, String>| {
+                synonyms.iter().any(|b| values.contains_key(*b))
+            };
+            let dynamic = broker.dynamic();
             let source = if overrides.contains_key(def.name) {
                 SOURCE_TOPIC
-            } else if topic_synonyms(def.name)
-                .iter()
-                .any(|b| broker.explicit.contains_key(*b))
-            {
+            } else if set_in(&dynamic.broker) {
+                SOURCE_DYNAMIC_BROKER
+            } else if set_in(&dynamic.cluster_default) {
+                SOURCE_DYNAMIC_DEFAULT_BROKER
+            } else if set_in(&broker.explicit) {
                 SOURCE_STATIC_BROKER
             } else {
                 SOURCE_DEFAULT

@@ -1,5 +1,6 @@
-//! DescribeConfigs for topics (overrides, broker synonyms, defaults) and for this broker (its
-//! static configuration, read-only since nothing is dynamic).
+//! DescribeConfigs for topics (overrides, broker synonyms, defaults), for this broker (every
+//! key, with its dynamic, static and default values as synonyms) and for the cluster-wide
+//! default (only the keys set there dynamically).
 
 use std::collections::BTreeMap;
 
@@ -13,10 +14,12 @@ use kafka_protocol::ResponseError;
 
 use super::configs::{
     broker_resource, broker_synonyms, config_type, topic_synonyms, unsupported_resource,
-    RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER,
+    RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER,
+    SOURCE_DYNAMIC_DEFAULT_BROKER, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER,
 };
 use super::RequestContext;
 use crate::config::defs::{self, Def};
+use crate::config::dynamic::is_dynamic;
 use crate::config::{BrokerConfig, BROKER_DEFS};
 use crate::topics::config::{effective, TOPIC_DEFS};
 use crate::topics::names;
@@ -82,18 +85,25 @@ fn describe(
             Ok(TOPIC_DEFS
                 .iter()
                 .filter(|d| wanted(d.name))
-                .map(|d| topic_entry(d, &topic.configs, broker, detail))
+                .map(|d| topic_entry(d, &topic.configs, &broker, detail))
                 .collect())
         }
         RESOURCE_BROKER => {
-            if !broker_resource(r.resource_name.as_str(), broker)? {
-                // The cluster-wide default holds only dynamically set keys, and there are none.
-                return Ok(Vec::new());
+            if !broker_resource(r.resource_name.as_str(), &broker)? {
+                // The cluster-wide default lists only the keys set there.
+                return Ok(broker
+                    .dynamic()
+                    .cluster_default
+                    .iter()
+                    .filter(|(k, _)| wanted(k))
+                    .filter_map(|(k, v)| defs::find(BROKER_DEFS, k).map(|d| (d, v)))
+                    .map(|(d, v)| cluster_default_entry(d, v, &broker, detail))
+                    .collect());
             }
             Ok(BROKER_DEFS
                 .iter()
                 .filter(|d| wanted(d.name))
-                .map(|d| broker_entry(d, broker, detail))
+                .map(|d| broker_entry(d, &broker, detail))
                 .collect())
         }
         other => Err(unsupported_resource(other)),
@@ -108,19 +118,28 @@ fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSyno
 }
 
 /// The broker-level synonyms of the given broker keys (the first is the key described), as
-/// Kafka lists them: the static values of the keys that are set, then the defaults of those
-/// that have one; and the list starts at the first entry for the first key, so a spelling of
-/// lower precedence (`log.retention.hours` under `log.retention.ms`) shows only after an entry
-/// for the key itself. `fallback` gives a default for keys this broker does not define.
+/// Kafka lists them: the per-broker dynamic values of the keys that are set there, then the
+/// cluster-default dynamic ones, the static ones, and the defaults of those that have one; and
+/// the list starts at the first entry for the first key, so a spelling of lower precedence
+/// (`log.retention.hours` under `log.retention.ms`) shows only after an entry for the key
+/// itself. `fallback` gives a default for keys this broker does not define.
 fn broker_level(
     keys: &[&str],
     broker: &BrokerConfig,
     fallback: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<DescribeConfigsSynonym> {
     let mut out = Vec::new();
-    for key in keys {
-        if let Some(raw) = broker.explicit.get(*key) {
-            out.push(synonym(key, Some(raw.clone()), SOURCE_STATIC_BROKER));
+    let dynamic = broker.dynamic();
+    let layers = [
+        (&dynamic.broker, SOURCE_DYNAMIC_BROKER),
+        (&dynamic.cluster_default, SOURCE_DYNAMIC_DEFAULT_BROKER),
+        (&broker.explicit, SOURCE_STATIC_BROKER),
+    ];
+    for (values, source) in layers {
+        for key in keys {
+            if let Some(raw) = values.get(*key) {
+                out.push(synonym(key, Some(raw.clone()), source));
+            }
         }
     }
     for key in keys {
@@ -192,6 +211,23 @@ fn broker_entry(
 ) -> DescribeConfigsResourceResult {
     let synonyms = broker_level(&broker_synonyms(def.name), broker, |_| None);
     let value = broker.value(def.name).map(|v| v.render());
-    // Klamm reads its configuration only at start-up, so no broker key is dynamic.
-    entry(def, value, synonyms, true, detail)
+    entry(def, value, synonyms, !is_dynamic(def.name), detail)
+}
+
+/// A key set as the cluster-wide default: its value there, and only synonyms from that level.
+fn cluster_default_entry(
+    def: &Def,
+    value: &str,
+    broker: &BrokerConfig,
+    detail: &Detail,
+) -> DescribeConfigsResourceResult {
+    let mut synonyms = broker_level(&broker_synonyms(def.name), broker, |_| None);
+    synonyms.retain(|s| s.source == SOURCE_DYNAMIC_DEFAULT_BROKER);
+    entry(
+        def,
+        Some(value.to_string()),
+        synonyms,
+        !is_dynamic(def.name),
+        detail,
+    )
 }

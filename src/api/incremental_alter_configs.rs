@@ -1,6 +1,6 @@
-//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's overrides, applied
-//! together or not at all. Broker configs are static here, so only deletions (of dynamic values
-//! that cannot exist) succeed.
+//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's overrides or on the
+//! dynamic broker configs (this broker's or the cluster-wide default), applied together or not
+//! at all.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,7 +15,9 @@ use super::alter_configs::{
 };
 use super::configs::{unsupported_resource, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::RequestContext;
-use crate::config::defs::{self, split_list, Kind};
+use crate::config::defs::{self, split_list, Def, Kind};
+use crate::config::dynamic::DynamicError;
+use crate::config::BROKER_DEFS;
 use crate::topics::config::TOPIC_DEFS;
 use crate::topics::TopicError;
 
@@ -45,18 +47,30 @@ pub async fn handle(
                 RESOURCE_TOPIC => {
                     let ops = r.configs.clone();
                     alter_topic(ctx, name, req.validate_only, move |current| {
-                        apply(current, &ops).map_err(|(code, m)| TopicError::new(code, m))
+                        apply(current, &ops, TOPIC_DEFS).map_err(|e| {
+                            let message = match e {
+                                OpError::Unknown(key) => {
+                                    format!("Unknown topic config name: {key}")
+                                }
+                                OpError::NotAList { verb, key } => format!(
+                                    "Can't {} to key {key} because its type is not LIST.",
+                                    verb.to_ascii_uppercase()
+                                ),
+                            };
+                            TopicError::new(ResponseError::InvalidConfig, message)
+                        })
                     })
                     .await
                 }
                 RESOURCE_BROKER => {
-                    let keys: Vec<&str> = r
-                        .configs
-                        .iter()
-                        .filter(|c| c.config_operation != OP_DELETE)
-                        .map(|c| c.name.as_str())
-                        .collect();
-                    alter_broker(ctx, name, &keys)
+                    let ops = &r.configs;
+                    alter_broker(ctx, name, req.validate_only, move |current| {
+                        apply(current, ops, BROKER_DEFS).map_err(|e| match e {
+                            OpError::Unknown(key) => DynamicError::UnknownKey(key),
+                            OpError::NotAList { verb, key } => DynamicError::NotAList { verb, key },
+                        })
+                    })
+                    .await
                 }
                 other => Err(unsupported_resource(other)),
             }
@@ -114,22 +128,27 @@ fn check_ops(ops: &[AlterableConfig]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Applies the operations to a topic's overrides. Lists grow from the override, or else from
-/// Kafka's default for the key, as Kafka's controller does.
+/// Why an operation cannot be applied.
+#[derive(Debug, PartialEq)]
+enum OpError {
+    /// APPEND or SUBTRACT on a key the resource does not have.
+    Unknown(String),
+    /// APPEND or SUBTRACT on a key that is not a list.
+    NotAList { verb: &'static str, key: String },
+}
+
+/// Applies the operations to the values set on a resource (a topic's overrides, or the dynamic
+/// broker configs at one level). Lists grow from the value set, or else from Kafka's default
+/// for the key, as Kafka does. Keys SET or DELETEd are checked by the caller with the result.
 fn apply(
     current: &BTreeMap<String, String>,
     ops: &[AlterableConfig],
-) -> Result<BTreeMap<String, String>, Failure> {
+    defs: &[Def],
+) -> Result<BTreeMap<String, String>, OpError> {
     let mut configs = current.clone();
     for op in ops {
         let key = op.name.to_string();
         let value = op.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-        let def = defs::find(TOPIC_DEFS, &key).ok_or_else(|| {
-            (
-                ResponseError::InvalidConfig,
-                format!("Unknown topic config name: {key}"),
-            )
-        })?;
         match op.config_operation {
             OP_SET => {
                 configs.insert(key, value);
@@ -139,12 +158,10 @@ fn apply(
             }
             op_code => {
                 let append = op_code == OP_APPEND;
+                let def = defs::find(defs, &key).ok_or_else(|| OpError::Unknown(key.clone()))?;
                 if !matches!(def.kind, Kind::List | Kind::ListOf(_)) {
-                    let verb = if append { "APPEND" } else { "SUBTRACT" };
-                    return Err((
-                        ResponseError::InvalidConfig,
-                        format!("Can't {verb} to key {key} because its type is not LIST."),
-                    ));
+                    let verb = if append { "append" } else { "subtract" };
+                    return Err(OpError::NotAList { verb, key });
                 }
                 let base = configs
                     .get(&key)
@@ -190,17 +207,42 @@ mod tests {
                 op("segment.ms", OP_SET, Some("100")),
                 op("cleanup.policy", OP_APPEND, Some("compact")),
             ],
+            TOPIC_DEFS,
         )
         .unwrap();
         assert_eq!(out.get("retention.ms"), None);
         assert_eq!(out["segment.ms"], "100");
         assert_eq!(out["cleanup.policy"], "delete,compact");
-        let out = apply(&out, &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))]).unwrap();
+        let subtract = [op("cleanup.policy", OP_SUBTRACT, Some("delete"))];
+        let out = apply(&out, &subtract, TOPIC_DEFS).unwrap();
         assert_eq!(out["cleanup.policy"], "compact");
-        let err = apply(&out, &[op("retention.ms", OP_APPEND, Some("1"))]).unwrap_err();
-        assert_eq!(err.0, ResponseError::InvalidConfig);
-        let err = apply(&out, &[op("nope", OP_SET, Some("1"))]).unwrap_err();
-        assert!(err.1.contains("Unknown topic config name"));
+        let err = apply(
+            &out,
+            &[op("retention.ms", OP_APPEND, Some("1"))],
+            TOPIC_DEFS,
+        );
+        assert_eq!(
+            err,
+            Err(OpError::NotAList {
+                verb: "append",
+                key: "retention.ms".into()
+            })
+        );
+        let err = apply(&out, &[op("nope", OP_SUBTRACT, Some("1"))], TOPIC_DEFS);
+        assert_eq!(err, Err(OpError::Unknown("nope".into())));
+        // Deleting a key that is not set (or not known) changes nothing, as in Kafka.
+        assert_eq!(
+            apply(&out, &[op("nope", OP_DELETE, None)], TOPIC_DEFS),
+            Ok(out.clone())
+        );
+        // The broker's list keys grow from Kafka's default too.
+        let grown = apply(
+            &BTreeMap::new(),
+            &[op("log.cleanup.policy", OP_APPEND, Some("compact"))],
+            BROKER_DEFS,
+        )
+        .unwrap();
+        assert_eq!(grown["log.cleanup.policy"], "delete,compact");
     }
 
     #[test]

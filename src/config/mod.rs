@@ -4,9 +4,12 @@
 //! `server.properties` format for `*.properties`), `KLAMM_`-prefixed environment variables
 //! (`KLAMM_LOG_DIRS` → `log.dirs`; `__` stands for `_` and `___` for `-`), and `--override
 //! key=value`. Every source is merged by figment into nested tables which are flattened back
-//! into dotted Kafka keys and validated against [`BROKER_DEFS`].
+//! into dotted Kafka keys and validated against [`BROKER_DEFS`]. Dynamic broker configs
+//! ([`dynamic`]) are laid over the result at run time ([`live`]).
 
 pub mod defs;
+pub mod dynamic;
+pub mod live;
 pub mod network;
 pub mod properties;
 
@@ -20,6 +23,7 @@ use figment::Provider;
 use thiserror::Error;
 
 use defs::{int_at_least, long_at_least, Def, Kind, Value, ANY_INT};
+use dynamic::DynamicConfigs;
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
@@ -322,6 +326,7 @@ pub const BROKER_DEFS: &[Def] = &[
     Def { name: "log.flush.offset.checkpoint.interval.ms", kind: int_at_least(0), default: Some("60000"), doc: "How often each partition's recovery point is written." },
     Def { name: "producer.id.expiration.ms", kind: int_at_least(1), default: Some("86400000"), doc: "How long an idle idempotent producer's state is kept." },
     Def { name: "log.cleaner.enable", kind: Kind::Bool, default: Some("true"), doc: "Run the compaction cleaner for compacted topics." },
+    Def { name: "log.cleaner.threads", kind: int_at_least(0), default: Some("1"), doc: "Partitions the cleaner compacts at once; 0 compacts none." },
     Def { name: "log.cleaner.backoff.ms", kind: long_at_least(0), default: Some("15000"), doc: "Pause between cleaner passes." },
     Def { name: "log.cleaner.dedupe.buffer.size", kind: long_at_least(1048576), default: Some("134217728"), doc: "Memory for the cleaner's key map." },
     Def { name: "log.cleaner.delete.retention.ms", kind: long_at_least(0), default: Some("86400000"), doc: "How long tombstones are kept (default of delete.retention.ms)." },
@@ -388,8 +393,10 @@ impl Listener {
 pub struct BrokerConfig {
     /// Every key in [`BROKER_DEFS`] that has a value, validated.
     values: BTreeMap<&'static str, Value>,
-    /// Keys set explicitly by some source, with their raw values.
+    /// Keys set explicitly by some static source, with their raw values.
     pub explicit: BTreeMap<String, String>,
+    /// Dynamic broker configs laid over the static ones.
+    dynamic: DynamicConfigs,
     /// Keys that mean nothing to Klamm, with the source's values.
     pub unknown: Vec<String>,
     /// Listeners to serve and what each advertises.
@@ -416,24 +423,11 @@ impl BrokerConfig {
                 unknown.push(k);
             }
         }
-        let mut values = BTreeMap::new();
-        for def in BROKER_DEFS {
-            let raw = explicit.get(def.name).map(String::as_str).or(def.default);
-            if let Some(raw) = raw {
-                let v = def
-                    .kind
-                    .parse(raw)
-                    .map_err(|allowed| ConfigError::Invalid {
-                        key: def.name.to_string(),
-                        value: raw.to_string(),
-                        allowed,
-                    })?;
-                values.insert(def.name, v);
-            }
-        }
+        let dynamic = DynamicConfigs::default();
         let mut cfg = BrokerConfig {
-            values,
+            values: resolve(&explicit, &dynamic)?,
             explicit,
+            dynamic,
             unknown,
             listeners: Vec::new(),
         };
@@ -441,6 +435,21 @@ impl BrokerConfig {
         // Checked here so that a malformed value stops the load with its key named.
         network::NetworkConfig::from_config(&cfg)?;
         Ok(cfg)
+    }
+
+    /// This configuration with `dynamic` laid over its static values (replacing any dynamic
+    /// values it had).
+    pub fn with_dynamic(&self, dynamic: DynamicConfigs) -> Result<BrokerConfig, ConfigError> {
+        Ok(BrokerConfig {
+            values: resolve(&self.explicit, &dynamic)?,
+            dynamic,
+            ..self.clone()
+        })
+    }
+
+    /// The dynamic broker configs in force.
+    pub fn dynamic(&self) -> &DynamicConfigs {
+        &self.dynamic
     }
 
     fn resolve_listeners(&self) -> Result<Vec<(Listener, Listener)>, ConfigError> {
@@ -564,6 +573,33 @@ impl BrokerConfig {
         self.opt_int("log.roll.ms")
             .unwrap_or_else(|| self.int("log.roll.hours") * 3_600_000)
     }
+}
+
+/// Every key's value, highest precedence first: per-broker dynamic, cluster-default dynamic,
+/// static, built-in default.
+fn resolve(
+    explicit: &BTreeMap<String, String>,
+    dynamic: &DynamicConfigs,
+) -> Result<BTreeMap<&'static str, Value>, ConfigError> {
+    let mut values = BTreeMap::new();
+    for def in BROKER_DEFS {
+        let raw = dynamic
+            .get(def.name)
+            .or_else(|| explicit.get(def.name).map(String::as_str))
+            .or(def.default);
+        if let Some(raw) = raw {
+            let v = def
+                .kind
+                .parse(raw)
+                .map_err(|allowed| ConfigError::Invalid {
+                    key: def.name.to_string(),
+                    value: raw.to_string(),
+                    allowed,
+                })?;
+            values.insert(def.name, v);
+        }
+    }
+    Ok(values)
 }
 
 /// Where configuration comes from, besides the defaults.

@@ -349,4 +349,17 @@ mod tests {
             .unwrap_err()
             .contains("Unknown"));
     }
+
+    #[test]
+    fn broker_defaults_of_topic_keys_are_dynamic() {
+        // Kafka updates the first broker synonym of every topic key at run time, and topics
+        // follow it; every such key Klamm has must be dynamic too.
+        for def in TOPIC_DEFS {
+            if let Some(key) = broker_synonym(def.name) {
+                if defs::find(crate::config::BROKER_DEFS, key).is_some() {
+                    assert!(crate::config::dynamic::is_dynamic(key), "{key}");
+                }
+            }
+        }
+    }
 }

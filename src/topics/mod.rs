@@ -21,6 +21,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::config::live::LiveConfig;
 use crate::config::BrokerConfig;
 use crate::log::Log;
 use config::TopicSettings;
@@ -78,7 +79,7 @@ pub struct NewTopic {
 
 pub struct TopicManager {
     data_dir: PathBuf,
-    broker: Arc<BrokerConfig>,
+    broker: Arc<LiveConfig>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Whether the data directory is still usable, shared with every partition.
     health: Arc<health::DirHealth>,
@@ -95,17 +96,18 @@ impl TopicManager {
     /// partition's log. Returns what start-up repaired or removed.
     pub fn open(
         data_dir: &Path,
-        broker: Arc<BrokerConfig>,
+        broker: Arc<LiveConfig>,
         clean: bool,
     ) -> Result<(TopicManager, Vec<String>), String> {
         let (records, mut report) = store::load_all(data_dir)
             .map_err(|e| format!("cannot read topic metadata in {}: {e}", data_dir.display()))?;
+        let config = broker.current();
         let mut topics = BTreeMap::new();
         let health = Arc::new(health::DirHealth::default());
         for record in records {
             let topic = open_topic(
                 data_dir,
-                &broker,
+                &config,
                 &health,
                 &record,
                 Opening::Existing { clean },
@@ -157,8 +159,37 @@ impl TopicManager {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn broker_config(&self) -> &BrokerConfig {
-        &self.broker
+    pub fn broker_config(&self) -> Arc<BrokerConfig> {
+        self.broker.current()
+    }
+
+    /// Resolves every topic's settings again after the broker's configuration changed, so
+    /// topics without an override of their own follow a new dynamic default.
+    pub async fn reconfigure(&self) {
+        // Under the admin lock: a topic change resolving against the old configuration either
+        // finishes first (and is resolved again here) or starts after and sees the new one.
+        let _admin = self.admin.lock().await;
+        let broker = self.broker.current();
+        let mut changed = 0;
+        for topic in self.list() {
+            let settings = TopicSettings::resolve(&topic.configs, &broker);
+            if settings == topic.settings {
+                continue;
+            }
+            for p in &topic.partitions {
+                p.log().set_config(settings.log_config());
+            }
+            let updated = Topic {
+                settings,
+                ..(*topic).clone()
+            };
+            self.write()
+                .insert(topic.name.to_string(), Arc::new(updated));
+            changed += 1;
+        }
+        if changed > 0 {
+            info!(topics = changed, "topics follow the new broker defaults");
+        }
     }
 
     /// Checks a request to create a topic and resolves its partition count and configs,
@@ -193,7 +224,8 @@ impl TopicManager {
             ));
         }
         drop(topics);
-        let node = self.broker.node_id();
+        let broker = self.broker.current();
+        let node = broker.node_id();
         let partitions = if !spec.assignment.is_empty() {
             if spec.partitions != -1 || spec.replication_factor != -1 {
                 return Err(TopicError::new(
@@ -220,7 +252,7 @@ impl TopicManager {
             indexes.len() as i32
         } else {
             let partitions = match spec.partitions {
-                -1 => self.broker.int("num.partitions") as i32,
+                -1 => broker.int("num.partitions") as i32,
                 p if p >= 1 => p,
                 p => {
                     return Err(TopicError::new(
@@ -276,7 +308,7 @@ impl TopicManager {
         // Partition directories first, then the metadata record, which is the commit point:
         // directories without a record are removed as orphans at the next start.
         let (data_dir, broker, saved) =
-            (self.data_dir.clone(), self.broker.clone(), record.clone());
+            (self.data_dir.clone(), self.broker.current(), record.clone());
         let health = self.health.clone();
         let topic = blocking(move || {
             let mut stale = Vec::new();
@@ -386,7 +418,7 @@ impl TopicManager {
         };
         store::save(&self.data_dir, &record)
             .map_err(|e| TopicError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        let settings = TopicSettings::resolve(&configs, &self.broker);
+        let settings = TopicSettings::resolve(&configs, &self.broker.current());
         let updated = Topic {
             configs: configs.clone(),
             settings,
@@ -444,7 +476,7 @@ impl TopicManager {
                     assignment.len()
                 )));
             }
-            let node = self.broker.node_id();
+            let node = self.broker.current().node_id();
             if let Some(replicas) = assignment.iter().find(|r| r.as_slice() != [node]) {
                 return Err(bad(format!(
                     "A new partition is assigned to brokers {replicas:?}; this single broker is node {node}"
