@@ -823,3 +823,65 @@ fn pipelined_acks_all_requests_share_an_fsync() {
     assert_eq!(code, 0);
     assert_eq!(read.len(), 6);
 }
+
+/// A topic's `compression.type` other than `producer` stores every batch in that codec, as
+/// Kafka recompresses them: consumers read the same records whatever the producer used, in the
+/// topic's codec; a batch already in it is stored as sent. `uncompressed` decompresses.
+#[test]
+fn a_topics_compression_type_recompresses_what_producers_send() {
+    let k = Klamm::start(&[]);
+    let mut conn = Conn::connect(k.addr);
+    create(
+        &mut conn,
+        "as-zstd",
+        &[
+            ("compression.type", "zstd"),
+            ("compression.zstd.level", "9"),
+        ],
+    );
+    create(
+        &mut conn,
+        "as-none",
+        &[("compression.type", "uncompressed")],
+    );
+    let produced = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    for (topic, stored) in [
+        ("as-zstd", Compression::Zstd),
+        ("as-none", Compression::None),
+    ] {
+        let mut expected = Vec::new();
+        for (i, codec) in produced.iter().enumerate() {
+            let key = format!("k{i}");
+            let value = format!("{codec:?} ").repeat(40);
+            assert_eq!(
+                produce(
+                    &mut conn,
+                    topic,
+                    batch(&[(Some(key.as_str()), Some(value.as_str()))], *codec)
+                ),
+                0
+            );
+            expected.push((i as i64, Some(key), Some(value)));
+        }
+        let (code, read) = read_all(&mut conn, topic, 0);
+        assert_eq!(code, 0);
+        assert_eq!(read, expected, "{topic}: the records as produced");
+        let req = support::client::fetch_request(topic, &[(0, 0)], 1 << 20, 1 << 20);
+        let r = conn.call(&req, 12);
+        let mut bytes = r.responses[0].partitions[0].records.clone().unwrap();
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+        assert_eq!(sets.len(), produced.len());
+        for (set, codec) in sets.iter().zip(produced) {
+            assert_eq!(
+                set.compression, stored,
+                "{topic}: a batch produced with {codec:?}"
+            );
+        }
+    }
+}

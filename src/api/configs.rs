@@ -25,7 +25,7 @@ pub fn config_type(kind: &Kind) -> i8 {
     match kind {
         Kind::Bool => 1,
         Kind::Str | Kind::Choice(_) => 2,
-        Kind::Int { .. } => 3,
+        Kind::Int { .. } | Kind::IntOr { .. } => 3,
         Kind::Long { .. } => 5,
         Kind::Double { .. } => 6,
         Kind::List | Kind::ListOf(_) => 7,

@@ -8,6 +8,12 @@ pub enum Kind {
         min: i64,
         max: i64,
     },
+    /// An integer in [min, max], or the one value `or` outside it (gzip's level: 1..9 or -1).
+    IntOr {
+        min: i64,
+        max: i64,
+        or: i64,
+    },
     Long {
         min: i64,
         max: i64,
@@ -126,6 +132,7 @@ impl Kind {
                     (min, max) => format!("{t} in [{min}, {max}]"),
                 }
             }
+            Kind::IntOr { min, max, or } => format!("[{min},...,{max}] or {or}"),
             Kind::Double { min, max } => format!("a number in [{min}, {max}]"),
             Kind::Bool => "true or false".to_string(),
             Kind::Str => "a string".to_string(),
@@ -153,6 +160,13 @@ impl Kind {
                     i64::MIN
                 };
                 if v < *min || v > *max || v > cap || v < floor {
+                    return Err(bad());
+                }
+                Ok(Value::Int(v))
+            }
+            Kind::IntOr { min, max, or } => {
+                let v: i64 = raw.parse().map_err(|_| bad())?;
+                if v != *or && (v < *min || v > *max) {
                     return Err(bad());
                 }
                 Ok(Value::Int(v))

@@ -55,6 +55,40 @@ const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 pub const COMPRESSION_TYPES: &[&str] =
     &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
+/// Compression levels, with Kafka's bounds.
+pub const GZIP_LEVEL: Kind = Kind::IntOr {
+    min: 1,
+    max: 9,
+    or: -1,
+};
+pub const LZ4_LEVEL: Kind = Kind::Int { min: 1, max: 17 };
+pub const ZSTD_LEVEL: Kind = Kind::Int {
+    min: -131072,
+    max: 22,
+};
+
+/// The compression levels, the same keys at the broker and topic levels.
+pub const COMPRESSION_LEVELS: [Def; 3] = [
+    Def {
+        name: "compression.gzip.level",
+        kind: GZIP_LEVEL,
+        default: Some("-1"),
+        doc: "gzip level for batches the broker compresses (-1: zlib's default).",
+    },
+    Def {
+        name: "compression.lz4.level",
+        kind: LZ4_LEVEL,
+        default: Some("9"),
+        doc: "lz4 level for batches the broker compresses.",
+    },
+    Def {
+        name: "compression.zstd.level",
+        kind: ZSTD_LEVEL,
+        default: Some("3"),
+        doc: "zstd level for batches the broker compresses.",
+    },
+];
+
 /// Every broker key Klamm understands. Keys outside this table are reported in one warning.
 pub const BROKER_DEFS: &[Def] = &[
     Def {
@@ -219,8 +253,11 @@ pub const BROKER_DEFS: &[Def] = &[
         name: "compression.type",
         kind: Kind::Choice(COMPRESSION_TYPES),
         default: Some("producer"),
-        doc: "Compression of stored batches; Klamm stores what producers send.",
+        doc: "Compression of stored batches (default of compression.type): producer keeps what producers send; a codec or uncompressed makes the broker recompress batches that differ.",
     },
+    COMPRESSION_LEVELS[0],
+    COMPRESSION_LEVELS[1],
+    COMPRESSION_LEVELS[2],
     Def {
         name: "message.max.bytes",
         kind: int_at_least(0),

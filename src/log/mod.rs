@@ -10,6 +10,7 @@ pub mod files;
 pub mod flush;
 pub mod index;
 pub mod producers;
+pub mod recompress;
 pub mod records;
 pub mod segment;
 

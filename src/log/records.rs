@@ -101,16 +101,67 @@ pub fn walk(
             let decoder = lz4::Decoder::new(records).map_err(decompress_error)?;
             walk_input(&mut StreamInput::new(decoder, limit), count, deltas, each)
         }
-        4 => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(records).map_err(decompress_error)?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(decompress_error)?;
-            walk_input(&mut StreamInput::new(decoder, limit), count, deltas, each)
-        }
+        4 => walk_input(
+            &mut StreamInput::new(zstd_decoder(records)?, limit),
+            count,
+            deltas,
+            each,
+        ),
         other => Err(RecordsError::UnknownCodec(other)),
     }
+}
+
+/// The records section of a batch compressed with `codec`, decompressed whole; at most
+/// `limit` bytes of output.
+pub fn decompress(records: &[u8], codec: i16, limit: usize) -> Result<Vec<u8>, RecordsError> {
+    fn read_all(r: impl Read, limit: usize) -> Result<Vec<u8>, RecordsError> {
+        let mut out = Vec::new();
+        r.take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(decompress_error)?;
+        if out.len() > limit {
+            return Err(RecordsError::TooLarge(limit));
+        }
+        Ok(out)
+    }
+    match codec {
+        0 => Ok(records.to_vec()),
+        1 => read_all(flate2::read::MultiGzDecoder::new(records), limit),
+        2 => read_all(SnappyReader::new(records, limit)?, limit),
+        3 => read_all(lz4::Decoder::new(records).map_err(decompress_error)?, limit),
+        4 => read_all(zstd_decoder(records)?, limit),
+        other => Err(RecordsError::UnknownCodec(other)),
+    }
+}
+
+/// Snappy in Kafka's framing (snappy-java's stream format), which every client reads.
+pub fn snappy_framed(raw: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    // snappy-java's block size.
+    const BLOCK: usize = 32 * 1024;
+    let mut out = Vec::with_capacity(SNAPPY_HEADER_LEN + raw.len() / 2);
+    out.extend_from_slice(SNAPPY_MAGIC);
+    // Version 1, compatible with version 1, as snappy-java writes them.
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    let mut encoder = snap::raw::Encoder::new();
+    for chunk in raw.chunks(BLOCK) {
+        let block = encoder
+            .compress_vec(chunk)
+            .map_err(|e| RecordsError::Decompress(e.to_string()))?;
+        out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        out.extend_from_slice(&block);
+    }
+    Ok(out)
+}
+
+/// A zstd decoder that refuses windows above [`ZSTD_WINDOW_LOG_MAX`].
+fn zstd_decoder(records: &[u8]) -> Result<zstd::stream::read::Decoder<'_, &[u8]>, RecordsError> {
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(records).map_err(decompress_error)?;
+    decoder
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(decompress_error)?;
+    Ok(decoder)
 }
 
 /// A decompressor's way of saying the output would pass the limit.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::defs::{self, int_at_least, long_at_least, Def, Kind, Value, ANY_LONG};
-use crate::config::{BrokerConfig, COMPRESSION_TYPES};
+use crate::config::{BrokerConfig, COMPRESSION_LEVELS, COMPRESSION_TYPES};
 
 const CLEANUP: &[&str] = &["delete", "compact"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
@@ -25,6 +25,9 @@ pub const TOPIC_DEFS: &[Def] = &[
         default: Some("producer"),
         doc: "Compression of stored batches.",
     },
+    COMPRESSION_LEVELS[0],
+    COMPRESSION_LEVELS[1],
+    COMPRESSION_LEVELS[2],
     Def {
         name: "delete.retention.ms",
         kind: long_at_least(0),
@@ -209,6 +212,9 @@ pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
         "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
         "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "compression.type" => "compression.type",
+        "compression.gzip.level" => "compression.gzip.level",
+        "compression.lz4.level" => "compression.lz4.level",
+        "compression.zstd.level" => "compression.zstd.level",
         "flush.messages" => "log.flush.interval.messages",
         "flush.ms" => "log.flush.interval.ms",
         "index.interval.bytes" => "log.index.interval.bytes",
@@ -272,6 +278,9 @@ pub struct TopicSettings {
     pub delete_retention_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
+    /// The codec batches are stored with (`compression.type`); `None` keeps the producer's.
+    pub compression: Option<i16>,
+    pub compression_levels: crate::log::recompress::Levels,
 }
 
 impl TopicSettings {
@@ -309,6 +318,13 @@ impl TopicSettings {
                 _ => 0.5,
             },
             min_compaction_lag_ms: int("min.compaction.lag.ms"),
+            compression: effective("compression.type", overrides, broker)
+                .and_then(|v| v.as_str().and_then(crate::log::recompress::target_codec)),
+            compression_levels: crate::log::recompress::Levels {
+                gzip: int("compression.gzip.level").clamp(-1, 9) as i32,
+                lz4: int("compression.lz4.level").clamp(1, 17) as u32,
+                zstd: int("compression.zstd.level").clamp(-131072, 22) as i32,
+            },
         }
     }
 

@@ -14,8 +14,8 @@ use super::health::DirHealth;
 use super::validate::validate_records;
 use crate::log::batch::{self, BatchHeader};
 use crate::log::producers::SequenceError;
-use crate::log::records;
 use crate::log::segment::SegmentSlice;
+use crate::log::{recompress, records};
 use crate::log::{Log, LogError};
 
 /// The leader epoch of every partition: a single broker is always the leader.
@@ -120,6 +120,14 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Produced, ProduceError> {
         let header = validate_records(records, settings, now_ms)?;
+        let recompressed = match settings.compression {
+            Some(codec) => stored_as(records, &header, codec, settings)?,
+            None => None,
+        };
+        let (records, header) = match &recompressed {
+            Some((bytes, header)) => (bytes, *header),
+            None => (records, header),
+        };
         self.check_online()
             .map_err(|e| ProduceError::new(e, "The log directory is offline."))?;
         let log_append_time = settings.log_append_time.then_some(now_ms);
@@ -299,6 +307,36 @@ impl Partition {
         self.new_data.notify_waiters();
         retired
     }
+}
+
+/// The batch in the topic's codec, when it differs from the producer's (Kafka's log validator
+/// recompresses such batches); the result must still fit `max.message.bytes`.
+fn stored_as(
+    records: &Bytes,
+    header: &BatchHeader,
+    codec: i16,
+    settings: &TopicSettings,
+) -> Result<Option<(Bytes, BatchHeader)>, ProduceError> {
+    let limit = super::validate::decompression_limit(settings);
+    let converted =
+        recompress::recompress(records, header, codec, settings.compression_levels, limit)
+            .map_err(|e| ProduceError::new(ResponseError::CorruptMessage, e.to_string()))?;
+    let Some(converted) = converted else {
+        return Ok(None);
+    };
+    if converted.len() > settings.max_message_bytes {
+        return Err(ProduceError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "The batch is {} bytes in the topic's compression, larger than max.message.bytes {}.",
+                converted.len(),
+                settings.max_message_bytes
+            ),
+        ));
+    }
+    let header = BatchHeader::parse(&converted)
+        .map_err(|e| ProduceError::new(ResponseError::CorruptMessage, e.to_string()))?;
+    Ok(Some((Bytes::from(converted), header)))
 }
 
 fn sequence_error(e: SequenceError, h: &BatchHeader) -> ProduceError {
