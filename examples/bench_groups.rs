@@ -15,35 +15,26 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Write};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use bytes::BytesMut;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use support::arg;
+use support::wire::{
+    assignments, create_topic, frame, join_alone, join_request, read_response, s, Conn,
+    HEARTBEAT_V, ILLEGAL_GENERATION, JOIN_V, MEMBER_ID_REQUIRED, REBALANCE_IN_PROGRESS, SYNC_V,
+};
+use support::{arg, ms, quantile, sorted};
 
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const ILLEGAL_GENERATION: i16 = 22;
-const MEMBER_ID_REQUIRED: i16 = 79;
-
-const JOIN_V: i16 = 9;
-const SYNC_V: i16 = 5;
-const HEARTBEAT_V: i16 = 4;
 const LEAVE_V: i16 = 5;
 const COMMIT_V: i16 = 9;
-const CREATE_V: i16 = 7;
 
 const TOPIC: &str = "bench-groups";
 const TOPIC_PARTITIONS: i32 = 4;
@@ -53,133 +44,6 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     let (child, addr, lines) = support::start(dir, &["group.initial.rebalance.delay.ms=0"]);
     support::drain(lines);
     (child, addr)
-}
-
-fn s(x: &str) -> StrBytes {
-    StrBytes::from_string(x.to_string())
-}
-
-/// One request as a length-prefixed frame.
-fn frame<R: Request>(req: &R, version: i16, correlation: i32) -> BytesMut {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("bench-groups")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    header
-        .encode(&mut buf, R::header_version(version))
-        .expect("encode header");
-    req.encode(&mut buf, version).expect("encode request");
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf
-}
-
-/// Reads one response; returns its correlation id and body.
-fn read_response<R: Request>(stream: &mut impl Read, version: i16) -> (i32, R::Response) {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("read response size");
-    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut buf).expect("read response");
-    let mut buf = Bytes::from(buf);
-    let api = ApiKey::try_from(R::KEY).expect("api key");
-    let header = ResponseHeader::decode(&mut buf, api.response_header_version(version))
-        .expect("response header");
-    let body = R::Response::decode(&mut buf, version).expect("response body");
-    assert_eq!(buf.remaining(), 0, "{api:?} v{version}: trailing bytes");
-    (header.correlation_id, body)
-}
-
-/// A blocking connection with one request in flight at a time.
-struct Conn {
-    stream: TcpStream,
-    next_correlation: i32,
-}
-
-impl Conn {
-    fn connect(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .expect("timeout");
-        Conn {
-            stream,
-            next_correlation: 1,
-        }
-    }
-
-    fn call<R: Request>(&mut self, req: &R, version: i16) -> R::Response {
-        let correlation = self.next_correlation;
-        self.next_correlation += 1;
-        self.stream
-            .write_all(&frame(req, version, correlation))
-            .expect("write");
-        let (got, resp) = read_response::<R>(&mut self.stream, version);
-        assert_eq!(got, correlation, "responses out of order");
-        resp
-    }
-}
-
-fn create_topic(conn: &mut Conn) {
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(s(TOPIC)))
-            .with_num_partitions(TOPIC_PARTITIONS)
-            .with_replication_factor(1)])
-        .with_timeout_ms(5000);
-    let code = conn.call(&req, CREATE_V).topics[0].error_code;
-    assert_eq!(code, 0, "create {TOPIC}");
-}
-
-fn subscription() -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i16(3);
-    ConsumerProtocolSubscription::default()
-        .with_topics(vec![s(TOPIC)])
-        .encode(&mut buf, 3)
-        .expect("subscription");
-    buf.freeze()
-}
-
-/// Range-style assignment of the topic's partitions to `members` (some members get none).
-fn assignments(members: &[String]) -> Vec<SyncGroupRequestAssignment> {
-    members
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let partitions: Vec<i32> = (0..TOPIC_PARTITIONS)
-                .filter(|p| *p as usize % members.len() == i)
-                .collect();
-            let mut buf = BytesMut::new();
-            buf.put_i16(3);
-            ConsumerProtocolAssignment::default()
-                .with_assigned_partitions(vec![
-                    consumer_protocol_assignment::TopicPartition::default()
-                        .with_topic(TopicName(s(TOPIC)))
-                        .with_partitions(partitions),
-                ])
-                .encode(&mut buf, 3)
-                .expect("assignment");
-            SyncGroupRequestAssignment::default()
-                .with_member_id(s(id))
-                .with_assignment(buf.freeze())
-        })
-        .collect()
-}
-
-fn join_request(group: &str, member_id: &str) -> JoinGroupRequest {
-    JoinGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(60_000)
-        .with_member_id(s(member_id))
-        .with_protocol_type(s("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(s("range"))
-            .with_metadata(subscription())])
 }
 
 /// A member that has its assignment for a generation.
@@ -203,14 +67,14 @@ fn run_member(
     heartbeat: Duration,
 ) -> Instant {
     let mut conn = Conn::connect(&addr);
-    let first = conn.call(&join_request(&group, ""), JOIN_V);
+    let first = conn.call(&join_request(&group, "", TOPIC), JOIN_V);
     assert_eq!(first.error_code, MEMBER_ID_REQUIRED, "first JoinGroup");
     let member_id = first.member_id.to_string();
     // Every member holds its id before any of them rejoins with it.
     ready.wait();
     let rejoined = Instant::now();
     'membership: loop {
-        let joined = conn.call(&join_request(&group, &member_id), JOIN_V);
+        let joined = conn.call(&join_request(&group, &member_id, TOPIC), JOIN_V);
         assert_eq!(joined.error_code, 0, "JoinGroup");
         let generation = joined.generation_id;
         let leader = joined.leader == joined.member_id;
@@ -226,7 +90,7 @@ fn run_member(
                     .iter()
                     .map(|m| m.member_id.to_string())
                     .collect();
-                assignments(&ids)
+                assignments(TOPIC, TOPIC_PARTITIONS, &ids)
             } else {
                 Vec::new()
             });
@@ -316,20 +180,6 @@ fn form_group(addr: &str, group: &str, n: usize, heartbeat: Duration) -> (Durati
     (last_sync.duration_since(last_rejoin), stable)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The value at quantile `q` of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v
-}
-
 /// The one stable member whose offsets the commit benchmarks write.
 struct Committer {
     group: String,
@@ -339,23 +189,11 @@ struct Committer {
 
 fn single_member(addr: &str, group: &str) -> Committer {
     let mut conn = Conn::connect(addr);
-    let first = conn.call(&join_request(group, ""), JOIN_V);
-    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
-    let member_id = first.member_id.to_string();
-    let joined = conn.call(&join_request(group, &member_id), JOIN_V);
-    assert_eq!(joined.error_code, 0, "JoinGroup");
-    let sync = SyncGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id(joined.generation_id)
-        .with_member_id(s(&member_id))
-        .with_protocol_type(Some(s("consumer")))
-        .with_protocol_name(joined.protocol_name)
-        .with_assignments(assignments(std::slice::from_ref(&member_id)));
-    assert_eq!(conn.call(&sync, SYNC_V).error_code, 0, "SyncGroup");
+    let (member_id, generation) = join_alone(&mut conn, group, TOPIC, TOPIC_PARTITIONS);
     Committer {
         group: group.to_string(),
         member_id,
-        generation: joined.generation_id,
+        generation,
     }
 }
 
@@ -464,7 +302,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, addr) = start(dir.path());
     let mut admin = Conn::connect(&addr);
-    create_topic(&mut admin);
+    create_topic(&mut admin, TOPIC, TOPIC_PARTITIONS, &[]);
 
     let mut summary = Vec::new();
     println!(

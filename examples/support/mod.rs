@@ -1,12 +1,16 @@
-//! What the benchmark and soak programs share: the broker they start and measure, its resident
-//! memory, and their numeric command-line options.
+//! What the benchmark and soak programs share: the broker they start and measure, its log and
+//! resident memory, their numeric command-line options, latency quantiles, and (in `wire`) raw
+//! protocol requests.
 
 #![allow(dead_code)] // each program uses its own part
+
+pub mod wire;
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::str::FromStr;
+use std::time::Duration;
 
 /// `target/release/klamm`, or `$KLAMM_BIN`.
 pub fn klamm_bin() -> PathBuf {
@@ -37,14 +41,34 @@ pub fn start(dir: &Path, overrides: &[&str]) -> (Child, String, Lines<BufReader<
             .next()
             .expect("klamm exited before it was ready")
             .expect("read log");
-        if let Some(a) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("address="))
-        {
+        if let Some(a) = field(&line, "address") {
             break a.to_string();
         }
     };
     (child, addr, lines)
+}
+
+/// The value of `key=value` in a broker log line, if the line has it.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A started broker that is killed and reaped when this is dropped, so a program that panics
+/// half-way leaves no broker behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Reads and drops the rest of a broker's log in the background.
@@ -64,6 +88,21 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time a process has used (user and system), in seconds; 0 once it is gone. Assumes
+/// Linux's USER_HZ of 100.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised name, which may itself hold spaces.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .map(|ticks| ticks as f64 / 100.0)
+        .unwrap_or(0.0)
+}
+
 /// The value after `name` on the command line, or `default`.
 pub fn arg<T: FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -72,4 +111,18 @@ pub fn arg<T: FromStr>(name: &str, default: T) -> T {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// The value at quantile `q` of sorted, non-empty `v`.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }

@@ -530,17 +530,12 @@ impl Partition {
         let range_end = |i: usize| sealed.get(i).map(|(b, _, _)| *b).unwrap_or(active_base);
         let cleanable = &sealed[..n];
         let bytes: u64 = cleanable.iter().map(|(_, s, _)| s.end).sum();
-        // Segments ending after the last pass's end are dirty.
+        // Segments ending after the last pass's end are dirty (a segment ends where the next
+        // begins, so a range cleaned to its end is clean until more is sealed after it).
         let dirty: u64 = cleanable
             .iter()
             .enumerate()
-            .filter(|(i, (b, _, _))| {
-                let end = cleanable
-                    .get(i + 1)
-                    .map(|(nb, _, _)| *nb)
-                    .unwrap_or(i64::MAX);
-                *b >= cleaned_upto || end > cleaned_upto
-            })
+            .filter(|(i, (b, _, _))| *b >= cleaned_upto || range_end(i + 1) > cleaned_upto)
             .map(|(_, (_, s, _))| s.end)
             .sum();
         if bytes == 0
