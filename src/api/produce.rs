@@ -22,6 +22,8 @@ fn failed(index: i32, error: ResponseError, message: Option<String>) -> Partitio
         .with_error_message(message.map(StrBytes::from_string))
 }
 
+/// Everything up to the durability wait must stay synchronous: the connection starts its next
+/// request as soon as this future is first pending, counting on the appends being done.
 pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
     let acks = req.acks;
     let by_id = ctx.api_version >= 13;
