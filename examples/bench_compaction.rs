@@ -49,12 +49,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use support::wire::{
     create_topic, join_alone, s, set_topic_configs, Conn, HEARTBEAT_V, ILLEGAL_GENERATION,
     REBALANCE_IN_PROGRESS,
@@ -86,38 +83,9 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// `values` under `keys` as one uncompressed RecordBatch v2 from a producer without an id.
+/// `(key, value)` records as one uncompressed batch, stamped now.
 fn batch(records: impl Iterator<Item = (Option<Bytes>, Bytes)>) -> Bytes {
-    let timestamp = now_ms();
-    let records: Vec<Record> = records
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key,
-            value: Some(value),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode a record batch");
-    buf.freeze()
+    support::wire::record_batch(records, now_ms()).freeze()
 }
 
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {

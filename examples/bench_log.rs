@@ -20,17 +20,16 @@
 //! and removed at the end. Figures are medians over `--runs` rounds; ratios compare figures
 //! from the same run, so compare runs made on the same machine.
 
+mod support;
+
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Parser;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use klamm::log::batch::{self, BatchHeader, HEADER_LEN};
 use klamm::log::{Log, LogConfig};
 
@@ -194,35 +193,14 @@ fn main() {
 /// A batch of `count` records with `value_len`-byte values (and short keys when `keys`), as a
 /// producer would send it.
 fn encode_batch(count: usize, value_len: usize, keys: bool) -> Vec<u8> {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: T0,
-            key: keys.then(|| Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(
-                (0..value_len)
-                    .map(|j| (i * 31 + j) as u8)
-                    .collect::<Vec<u8>>(),
-            )),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode a batch");
-    buf.to_vec()
+    let records = (0..count).map(|i| {
+        let value: Vec<u8> = (0..value_len).map(|j| (i * 31 + j) as u8).collect();
+        (
+            keys.then(|| Bytes::from(format!("key-{i}"))),
+            Bytes::from(value),
+        )
+    });
+    support::wire::record_batch(records, T0).to_vec()
 }
 
 fn now_ms() -> i64 {

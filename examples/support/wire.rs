@@ -227,3 +227,40 @@ pub fn join_alone(conn: &mut Conn, group: &str, topic: &str, partitions: i32) ->
     assert_eq!(conn.call(&sync, SYNC_V).error_code, 0, "SyncGroup");
     (member_id, joined.generation_id)
 }
+
+/// `(key, value)` records as one uncompressed RecordBatch v2 from a producer without an id,
+/// each stamped `timestamp`.
+pub fn record_batch(
+    records: impl Iterator<Item = (Option<Bytes>, Bytes)>,
+    timestamp: i64,
+) -> BytesMut {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes.
+            sequence: i as i32,
+            timestamp,
+            key,
+            value: Some(value),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode a record batch");
+    buf
+}
